@@ -1,0 +1,52 @@
+"""The `tenfold` command line: a thin shell over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tenfold import __version__
+from tenfold.errors import TenfoldError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tenfold.cli.demo_cmd import add_demo_parser
+    from tenfold.cli.info_cmd import add_info_parsers
+    from tenfold.cli.train_cmd import add_evaluate_parser, add_train_parser
+
+    parser = argparse.ArgumentParser(
+        prog="tenfold",
+        description="Fit trained PyTorch networks onto FPGAs: resource-aware knapsack pruning and quantized "
+        "tensor decomposition, priced by an hls4ml-faithful hardware model.",
+    )
+    parser.add_argument("--version", action="version", version=f"tenfold {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_demo_parser(subparsers)
+    add_train_parser(subparsers)
+    add_evaluate_parser(subparsers)
+    add_info_parsers(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, dispatch, and turn tenfold's errors into one red line and exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    from tenfold.cli.common import err_console
+
+    try:
+        return int(args.handler(args) or 0)
+    except TenfoldError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/yellow]")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from torch import nn
-
-from tenfold.errors import ModelError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -44,27 +41,15 @@ def load_data_from_args(args: argparse.Namespace):
     return load_dataset(args.data, args.data_path, **kwargs)
 
 
-def model_kwargs_for(name: str, splits) -> dict[str, Any]:
-    """Fit a zoo architecture's input and output size to a dataset (e.g. the jet MLP on 8x8 digits)."""
-    shape = tuple(splits.input_shape)
-    key = name.lower().replace("-", "_")
-    if key in {"mlp", "jet_mlp", "jet_tagger"}:
-        return {"in_features": math.prod(shape), "num_classes": splits.num_classes}
-    if key == "lenet":
-        if len(shape) != 3:
-            raise ModelError(f"lenet needs image data (C, H, W); the dataset gives samples of shape {shape}")
-        return {"in_channels": shape[0], "image_size": shape[1], "num_classes": splits.num_classes}
-    return {"num_classes": splits.num_classes}
-
-
 def build_model(source: str, splits, pretrained: Path | None) -> nn.Module:
     """A model from a checkpoint file or a zoo name sized for the dataset."""
+    from tenfold.models import kwargs_for_data
     from tenfold.train import load_model
 
     path = Path(source)
     if path.exists() or path.suffix in {".pt", ".pth", ".th", ".ckpt"}:
         return load_model(path)
-    kwargs = model_kwargs_for(source, splits) if splits is not None else {}
+    kwargs = kwargs_for_data(source, splits.input_shape, splits.num_classes) if splits is not None else {}
     return load_model(source, pretrained=pretrained, **kwargs)
 
 

@@ -29,8 +29,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
     config = DemoConfig(out_dir=args.out, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
     console.print("[bold]tenfold demo[/bold]: scikit-learn digits (1,797 8×8 images, 10 classes), CPU")
     result = run_demo(config, progress=not args.no_progress)
-    table = Table(title=f"digits: {result.dataset['n_train']} train / {result.dataset['n_val']} val / "
-                  f"{result.dataset['n_test']} test")
+    sizes = result.dataset["sizes"]
+    table = Table(title=f"digits: {sizes['train']} train / {sizes['val']} val / {sizes['test']} test")
     for column in ("model", "architecture", "parameters", "val acc", "test acc", "epochs", "train time"):
         table.add_column(column, justify="left" if column in {"model", "architecture"} else "right")
     for row in result.models:

@@ -18,7 +18,7 @@ import torch
 from tenfold.io import atomic_write_json
 from tenfold.pipeline.outdir import prepare_output_dir
 from tenfold.train import TrainConfig, evaluate, fit, save_checkpoint
-from tenfold.train.progress import ProgressReporter
+from tenfold.train.progress import ProgressReporter, RichProgressReporter
 
 
 @dataclass
@@ -64,11 +64,12 @@ class DemoResult:
 
 def run_demo(config: DemoConfig | None = None, *, progress: bool | ProgressReporter = True) -> DemoResult:
     """Train the reference models on digits, evaluate them and write checkpoints and `report.json`."""
-    from tenfold.cli.common import model_kwargs_for
     from tenfold.data import load_digits
-    from tenfold.models import create
+    from tenfold.models import create, kwargs_for_data
 
     config = config or DemoConfig()
+    if progress is True:  # bars, but no per-epoch lines: the summary table says what matters
+        progress = RichProgressReporter(log_lines=False)
     started = time.perf_counter()
     out_dir = prepare_output_dir(config.out_dir, overwrite=config.overwrite, auto_suffix=not config.overwrite)
     splits = load_digits(seed=config.seed)
@@ -78,7 +79,7 @@ def run_demo(config: DemoConfig | None = None, *, progress: bool | ProgressRepor
     )
     for name in config.models:
         torch.manual_seed(config.seed)
-        model = create(name, **model_kwargs_for(name, splits))
+        model = create(name, **kwargs_for_data(name, splits.input_shape, splits.num_classes))
         report = fit(model, splits.train, splits.val, train_config, progress=progress)
         test = evaluate(model, splits.test)
         checkpoint = save_checkpoint(

@@ -42,8 +42,9 @@ class ProgressReporter:
 class RichProgressReporter(ProgressReporter):
     """rich progress bars on stderr, with per-epoch lines printed above them."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, *, log_lines: bool = True) -> None:
         self.console = console or Console(stderr=True)
+        self.log_lines = log_lines
         self._progress = Progress(
             TextColumn("[bold blue]{task.description}"),
             BarColumn(),
@@ -73,7 +74,8 @@ class RichProgressReporter(ProgressReporter):
             self._progress.remove_task(task)
 
     def log(self, message: str) -> None:
-        self.console.print(message)
+        if self.log_lines:
+            self.console.print(message)
 
     def close(self) -> None:
         if self._started:

@@ -1,0 +1,83 @@
+"""The command line, run as a user would: a subprocess per command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(SRC), COLUMNS="160")
+    return subprocess.run([sys.executable, "-m", "tenfold", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=timeout)
+
+
+def test_help_lists_the_subcommands():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("demo", "train", "evaluate", "models", "datasets"):
+        assert command in result.stdout
+    assert run("--version").stdout.startswith("tenfold ")
+
+
+def test_models_and_datasets_listings():
+    assert "resnet20" in run("models").stdout
+    assert "fashion-mnist" in run("datasets").stdout
+
+
+def test_train_then_evaluate_round_trip(tmp_path):
+    out = tmp_path / "jet.pt"
+    result = run("train", "jet_mlp", "--data", "digits", "--epochs", "3", "--lr", "3e-3", "--out", str(out),
+                 "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert out.exists() and not out.with_name("jet.pt.state").exists()
+    evaluated = run("evaluate", str(out), "--data", "digits", "--json", "--no-progress")
+    assert evaluated.returncode == 0, evaluated.stderr
+    payload = json.loads(evaluated.stdout)
+    assert payload["n_samples"] == 359 and payload["accuracy"] > 0.5
+
+
+def test_train_refuses_to_overwrite_its_input(tmp_path):
+    out = tmp_path / "jet.pt"
+    assert run("train", "jet_mlp", "--epochs", "1", "--out", str(out), "--no-progress").returncode == 0
+    before = out.read_bytes()
+    result = run("train", str(out), "--epochs", "1", "--out", str(out), "--no-progress")
+    assert result.returncode == 2
+    assert "never overwrites" in result.stderr and "Traceback" not in result.stderr
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("train", "nosuchnet", "--out", "x.pt"), "unknown model"),
+        (("train", "lenet", "--data", "nosuchdata", "--out", "x.pt"), "unknown dataset"),
+        (("train", "lenet", "--data", "mnist", "--data-path", "/nonexistent", "--out", "x.pt"), "/nonexistent"),
+        (("evaluate", "missing.pt"), "does not exist"),
+        (("train", "lenet", "--lr", "-1", "--epochs", "1", "--out", "x.pt"), "lr"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(tmp_path, args, message):
+    result = run(*args, "--no-progress", cwd=tmp_path)
+    assert result.returncode == 2
+    assert message.lower() in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_runs_and_reports(tmp_path):
+    result = run("demo", "--out", str(tmp_path / "demo"), "--epochs", "5", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "jet_mlp" in result.stdout and "lenet" in result.stdout and "test acc" in result.stdout
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert {row["model"] for row in report["models"]} == {"jet_mlp", "lenet"}
+    assert all(0.5 < row["test_accuracy"] <= 1.0 for row in report["models"])
+    # a second run never clobbers the first
+    again = run("demo", "--out", str(tmp_path / "demo"), "--epochs", "1", "--no-progress")
+    assert again.returncode == 0 and (tmp_path / "demo-2" / "report.json").exists()

@@ -37,24 +37,29 @@ TABLE_ACTIVATIONS = {"Sigmoid", "Tanh", "ELU", "SELU", "Softmax", "Softplus", "S
 
 @dataclass
 class CostParams:
-    """Coefficients of the cost model. Defaults come from `calibration` on hls4ml's synthesis baselines."""
+    """Coefficients of the cost model.
+
+    The defaults are the fit of `bench/calibration.py` on hls4ml's synthesis baselines (Vivado/Vitis HLS,
+    `../shared/data/hls4ml-synthesis`); coefficients those rows cannot constrain (LUT multipliers, Softmax,
+    Tanh, ROM thresholds) keep engineering estimates and say so in their comments.
+    """
 
     csd_dsp_threshold: int = 3  # a constant product with >= this many non-zero CSD digits takes a DSP
-    lut_mult_max_bits: int = 9  # a variable product with an operand this narrow or narrower goes to LUTs
-    lut_per_adder_bit: float = 1.0  # LUTs per bit of a LUT adder (shift-add constants, accumulation)
+    lut_mult_max_bits: int = 9  # (not calibrated: all baselines are 16-bit) narrower products go to LUTs
+    lut_per_adder_bit: float = 1.55  # LUTs per bit of a LUT adder (shift-add constants, accumulation)
     lut_per_mult_bit2: float = 0.55  # LUTs per (wa·wb) of a LUT-mapped variable multiplier
-    lut_per_output_bit: float = 1.0  # casts, muxes and registers around each output value
+    lut_per_output_bit: float = 0.263  # casts, muxes and registers around each output value
     lut_per_activation_bit: dict[str, float] = field(
-        default_factory=lambda: {"ReLU": 1.5, "LeakyReLU": 2.0, "PReLU": 2.0, "ReLU6": 2.5, "Sigmoid": 6.0,
-                                 "Tanh": 6.0, "ELU": 6.0, "Softmax": 12.0, "Hardtanh": 2.5}
+        default_factory=lambda: {"ReLU": 2.14, "LeakyReLU": 0.0, "PReLU": 2.11, "ReLU6": 2.5, "Sigmoid": 6.0,
+                                 "Tanh": 6.0, "ELU": 5.32, "Softmax": 12.0, "Hardtanh": 2.5}
     )
-    lut_per_window_bit: float = 0.25  # conv line-buffer / im2col muxing per input bit per output position
+    lut_per_window_bit: float = 0.951  # conv line-buffer / im2col muxing per input bit per output position
     ff_per_dsp: float = 0.0  # pipeline registers per DSP
-    ff_per_lut: float = 0.3  # registers per LUT of pipelined logic
-    ff_per_register_bit: float = 1.0  # flip-flops per bit held between pipeline stages or stream registers
-    ff_per_input_bit: float = 1.0  # the top function registers its io_parallel inputs
-    ff_per_stream_bit: float = 2.0  # io_stream: registers on both sides of every inter-layer FIFO
-    lut_per_stream_bit: float = 1.0  # FIFO handshake and muxing per streamed output bit (io_stream)
+    ff_per_lut: float = 0.000493  # registers per LUT of pipelined logic
+    ff_per_register_bit: float = 0.000159  # flip-flops per bit held between pipeline stages or stream registers
+    ff_per_input_bit: float = 1.083  # the top function registers its io_parallel inputs
+    ff_per_stream_bit: float = 0.237  # io_stream: registers on both sides of every inter-layer FIFO
+    lut_per_stream_bit: float = 0.783  # FIFO handshake and muxing per streamed output bit (io_stream)
     adders_per_stage: int = 3  # adder-tree levels that fit one clock cycle at the default 5 ns
     stream_overhead_cycles: int = 1  # extra cycles per layer with io_stream (FIFO read/write)
     rom_min_bram_bits: int = 1024  # smaller ROMs go to LUTRAM
@@ -315,7 +320,8 @@ class CostModel:
         """Activations, pooling, batch norm and free reshapes."""
         p = self.params
         width = config.precision.result.width
-        n = spec.n_outputs
+        # io_parallel computes every output at once; io_stream one pixel (all channels) per step
+        n = spec.n_outputs if io_type == IOType.IO_PARALLEL or len(spec.output_shape) <= 1 else spec.output_shape[0]
         lut = bram = 0.0
         latency = p.latency_overhead.get(spec.kind, 0)
         stages = 0
@@ -323,8 +329,7 @@ class CostModel:
             lut = p.lut_per_activation_bit.get(spec.module_type, 2.0) * n * width
             if spec.module_type in TABLE_ACTIVATIONS:
                 latency = stages = p.latency_overhead.get("table_activation", 1)
-                lookups = n if io_type == IOType.IO_PARALLEL else (spec.output_shape[0] if spec.output_shape else n)
-                bram = math.ceil(lookups / 2) * float(bram18_for_rom(p.table_size, p.table_width))
+                bram = math.ceil(n / 2) * float(bram18_for_rom(p.table_size, p.table_width))
         elif spec.kind == "pooling":
             kernel = spec.extra.get("kernel_size") or 2
             dims = len(spec.output_shape) - 1

@@ -81,3 +81,46 @@ def test_demo_runs_and_reports(tmp_path):
     # a second run never clobbers the first
     again = run("demo", "--out", str(tmp_path / "demo"), "--epochs", "1", "--no-progress")
     assert again.returncode == 0 and (tmp_path / "demo-2" / "report.json").exists()
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "hardware" / "fixtures"
+
+
+def test_estimate_json_and_table(tmp_path):
+    result = run("estimate", "jet_mlp", "--strategy", "Resource", "--reuse", "16", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["input_shape"] == [16]
+    fc1 = next(layer for layer in payload["layers"] if layer["name"] == "fc1")
+    assert fc1["dsp"] == 64 and fc1["reuse_factor"] == 16
+    table = run("estimate", "jet_mlp", "--device", "pynq-z2")
+    assert table.returncode == 0 and "over the device's capacity" in table.stdout and "% of xc7z020" in table.stdout
+
+
+def test_estimate_with_hls4ml_config_and_report(tmp_path):
+    config = tmp_path / "hls4ml.yml"
+    config.write_text("Model:\n  Precision: fixed<16,6>\n  ReuseFactor: 16\n  Strategy: Resource\n"
+                      "LayerName:\n  output:\n    ReuseFactor: 32\n")
+    report = FIXTURES / "vivado_hls_2020.1_conv2d_csynth.xml"
+    result = run("estimate", "jet_mlp", "--config", str(config), "--report", str(report), "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert next(layer for layer in payload["layers"] if layer["name"] == "output")["reuse_factor"] == 32
+    assert {row["resource"] for row in payload["comparison"]} >= {"dsp", "bram18", "lut", "ff"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("estimate", "jet_mlp", "--device", "xc9000"), "unknown device"),
+        (("estimate", "jet_mlp", "--strategy", "Resource", "--reuse", "5"), "nearest valid"),
+        (("estimate", "jet_mlp", "--precision", "fixed<16"), "precision"),
+        (("estimate", "jet_mlp", "--input-shape", "3,a"), "input-shape"),
+        (("estimate", "jet_mlp", "--input-shape", "3,32,32"), "input"),
+        (("estimate", "jet_mlp", "--config", "missing.yml"), "does not exist"),
+    ],
+)
+def test_estimate_bad_input(tmp_path, args, message):
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert message.lower() in result.stderr.lower() and "Traceback" not in result.stderr

@@ -28,7 +28,7 @@ from tenfold.models.pretrained import (
 from tenfold.models.registry import create, describe_models, list_models, model_spec, register, unregister
 from tenfold.models.resnet50_cifar import Bottleneck, ResNet50Cifar
 from tenfold.models.resnet_cifar import BasicBlock, OptionAShortcut, ResNetCifar
-from tenfold.models.sizing import kwargs_for_data
+from tenfold.models.sizing import default_input_shape, kwargs_for_data
 from tenfold.models.vgg_cifar import VGGCifar
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "ResNetCifar",
     "VGGCifar",
     "create",
+    "default_input_shape",
     "describe_models",
     "extract_state_dict",
     "jet_mlp",

@@ -23,3 +23,12 @@ def kwargs_for_data(name: str, input_shape: tuple[int, ...], num_classes: int) -
     if key.startswith("vgg") and len(shape) == 3:
         return {"num_classes": num_classes, "in_channels": shape[0]}
     return {"num_classes": num_classes}
+
+
+def default_input_shape(model: Any) -> tuple[int, ...] | None:
+    """The per-sample input shape a zoo model was built for, or None when it cannot tell."""
+    if hasattr(model, "in_features"):  # MLPs take flat rows (a leading Flatten also accepts them)
+        return (int(model.in_features),)
+    if hasattr(model, "in_channels"):
+        return (int(model.in_channels), int(getattr(model, "image_size", 32)), int(getattr(model, "image_size", 32)))
+    return None

@@ -1,0 +1,146 @@
+"""`tenfold estimate`: per-layer FPGA resources and latency of a model, with totals and % of the device."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.table import Table
+
+from tenfold.cli.common import console
+from tenfold.errors import ConfigError
+
+
+def add_estimate_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "estimate",
+        help="FPGA resources and latency of a model as hls4ml would build it",
+        description="Price a model per layer (DSP, BRAM18, LUT, FF, latency, II) on a device; flags resources "
+        "over the device's capacity. Optionally compares with a real synthesis report.",
+    )
+    parser.add_argument("model", help="zoo name (e.g. jet_mlp, resnet20) or a tenfold checkpoint file")
+    parser.add_argument("--pretrained", type=Path, default=None, help="weights for a zoo model")
+    parser.add_argument("--input-shape", default=None, help="per-sample input shape, e.g. 16 or 3,32,32")
+    parser.add_argument("--device", default="xcvu13p", help="FPGA part or board (default xcvu13p, hls4ml's)")
+    parser.add_argument("--precision", default="fixed<16,6>", help="default precision (hls4ml string)")
+    parser.add_argument("--reuse", type=int, default=1, help="ReuseFactor for every layer (default 1)")
+    parser.add_argument("--strategy", default="Latency", help="Latency, Resource or resource_unrolled")
+    parser.add_argument("--io", default="io_parallel", help="io_parallel or io_stream")
+    parser.add_argument("--clock", type=float, default=5.0, help="clock period in ns (default 5)")
+    parser.add_argument("--config", type=Path, default=None, help="hls4ml-style config (YAML or JSON)")
+    parser.add_argument("--nearest-reuse", action="store_true",
+                        help="use the nearest valid ReuseFactor per layer instead of failing on invalid ones")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="a real *_csynth.xml, vivado_synth.rpt or hls4ml project folder to compare with")
+    parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    parser.set_defaults(handler=run_estimate)
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--input-shape must be integers like 16 or 3,32,32, got {text!r}") from None
+    if not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"--input-shape must be positive integers like 16 or 3,32,32, got {text!r}")
+    return shape
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping with a 'Model' section (hls4ml's hls_config)")
+    return loaded.get("HLSConfig", loaded)
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    from tenfold.hardware import estimate, load_report, make_config
+    from tenfold.hardware.estimate import uniform_reuse_config
+    from tenfold.hardware.reports import compare
+    from tenfold.models import default_input_shape
+    from tenfold.train import load_checkpoint, load_model
+
+    model = load_model(args.model, pretrained=args.pretrained)
+    shape = _parse_shape(args.input_shape) if args.input_shape else None
+    if shape is None and Path(args.model).is_file():
+        stored = load_checkpoint(args.model).metadata.get("input_shape")
+        shape = tuple(stored) if stored else None
+    shape = shape or default_input_shape(model)
+    if shape is None:
+        raise ConfigError("cannot tell the model's input shape; pass --input-shape, e.g. --input-shape 3,32,32")
+    config = make_config(device=args.device, precision=args.precision, reuse_factor=args.reuse,
+                         strategy=args.strategy, io_type=args.io, clock_period_ns=args.clock,
+                         hls4ml_config=_read_config(args.config) if args.config else None)
+    if args.nearest_reuse:
+        config = uniform_reuse_config(config, model, shape)
+    cost = estimate(model, shape, config)
+    comparison = compare(cost.to_dict(), load_report(args.report)) if args.report else None
+    if args.json:
+        payload = cost.to_dict() | {"model": args.model, "input_shape": list(shape)}
+        if comparison is not None:
+            payload["comparison"] = comparison
+        print(json.dumps(payload, indent=2, default=str))
+        return 0
+    _print_table(args.model, shape, cost)
+    if comparison is not None:
+        _print_comparison(args.report, comparison)
+    return 0
+
+
+def _print_table(name: str, shape: tuple[int, ...], cost) -> None:
+    device = cost.device
+    table = Table(title=f"{name} {tuple(shape)} on {device.name} ({cost.io_type}, {cost.clock_period_ns:g} ns clock)")
+    for column in ("layer", "type", "RF", "strategy", "precision", "weights", "nonzero", "DSP", "BRAM18", "LUT",
+                   "FF", "latency", "II"):
+        table.add_column(column, justify="left" if column in {"layer", "type", "strategy", "precision"} else "right")
+    for layer in cost.layers:
+        weighted = layer.n_weights > 0
+        table.add_row(
+            layer.name, layer.module_type, str(layer.reuse_factor) if weighted else "", layer.strategy,
+            layer.precision, f"{layer.n_weights:,}" if weighted else "", f"{layer.n_nonzero:,}" if weighted else "",
+            f"{layer.dsp:,.0f}", f"{layer.bram18:,.0f}", f"{layer.lut:,.0f}", f"{layer.ff:,.0f}",
+            str(layer.latency_cycles), str(layer.ii_cycles),
+        )
+    totals, share = cost.totals, cost.utilization()
+    over = set(cost.over_budget())
+
+    def cell(resource: str) -> str:
+        text = f"{totals[resource]:,.0f}"
+        return f"[bold red]{text}[/bold red]" if resource in over else f"[bold]{text}[/bold]"
+
+    def pct(resource: str) -> str:
+        text = f"{100 * share[resource]:.1f}%"
+        return f"[bold red]{text}[/bold red]" if resource in over else text
+
+    table.add_section()
+    table.add_row("total", "", "", "", "", "", "", cell("dsp"), cell("bram18"), cell("lut"), cell("ff"),
+                  str(cost.latency_cycles), str(cost.ii_cycles))
+    table.add_row(f"% of {device.name}", "", "", "", "", "", "", pct("dsp"), pct("bram18"), pct("lut"), pct("ff"),
+                  f"{cost.latency_ns:,.0f} ns", "")
+    console.print(table)
+    if over:
+        console.print(f"[bold red]over the device's capacity:[/bold red] {', '.join(sorted(over))} — raise the "
+                      "reuse factor, switch to the Resource strategy or io_stream, or compress the model")
+
+
+def _print_comparison(path: Path, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"estimate vs synthesis report ({path})")
+    for column in ("resource", "estimated", "reported", "error"):
+        table.add_column(column, justify="left" if column == "resource" else "right")
+    for row in rows:
+        rel = row.get("rel_error")
+        table.add_row(
+            row["resource"],
+            "n/a" if row["estimated"] is None else f"{row['estimated']:,.0f}",
+            "n/a" if row["reported"] is None else f"{row['reported']:,.0f}",
+            "n/a" if rel is None else f"{100 * rel:.1f}%",
+        )
+    console.print(table)

@@ -31,7 +31,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
     result = run_demo(config, progress=not args.no_progress)
     sizes = result.dataset["sizes"]
     table = Table(title=f"digits: {sizes['train']} train / {sizes['val']} val / {sizes['test']} test")
-    for column in ("model", "architecture", "parameters", "val acc", "test acc", "epochs", "train time"):
+    for column in ("model", "architecture", "parameters", "val acc", "test acc", "train time", "DSP", "BRAM18",
+                   "LUT", "latency"):
         table.add_column(column, justify="left" if column in {"model", "architecture"} else "right")
     for row in result.models:
         table.add_row(
@@ -40,10 +41,15 @@ def run_demo_command(args: argparse.Namespace) -> int:
             f"{row.parameters:,}",
             f"{100 * row.val_accuracy:.2f}%",
             f"{100 * row.test_accuracy:.2f}%",
-            str(row.epochs_run),
             f"{row.train_seconds:.1f}s",
+            f"{row.hardware['dsp']:,.0f}",
+            f"{row.hardware['bram18']:,.0f}",
+            f"{row.hardware['lut']:,.0f}",
+            f"{row.hardware['latency_ns']:,.0f} ns",
         )
     console.print(table)
+    console.print(f"FPGA estimate: {config.device}, {config.precision}, {config.strategy} strategy, "
+                  f"ReuseFactor {config.reuse_factor}, io_parallel, 5 ns clock (hls4ml's defaults)")
     console.print(f"checkpoints and report: [bold]{result.out_dir}[/bold] (report: {result.report_path})")
     console.print(f"total time {result.seconds:.1f}s")
     return 0

@@ -32,6 +32,10 @@ class DemoConfig:
     lr: float = 3e-3
     seed: int = 0
     overwrite: bool = False
+    device: str = "xcvu13p"
+    precision: str = "fixed<16,6>"
+    strategy: str = "Latency"
+    reuse_factor: int = 1
 
 
 @dataclass
@@ -46,6 +50,7 @@ class DemoModelResult:
     train_seconds: float
     epochs_run: int
     checkpoint: str
+    hardware: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +70,8 @@ class DemoResult:
 def run_demo(config: DemoConfig | None = None, *, progress: bool | ProgressReporter = True) -> DemoResult:
     """Train the reference models on digits, evaluate them and write checkpoints and `report.json`."""
     from tenfold.data import load_digits
+    from tenfold.hardware import estimate, make_config
+    from tenfold.hardware.estimate import uniform_reuse_config
     from tenfold.models import create, kwargs_for_data
 
     config = config or DemoConfig()
@@ -82,10 +89,15 @@ def run_demo(config: DemoConfig | None = None, *, progress: bool | ProgressRepor
         model = create(name, **kwargs_for_data(name, splits.input_shape, splits.num_classes))
         report = fit(model, splits.train, splits.val, train_config, progress=progress)
         test = evaluate(model, splits.test)
+        hls = make_config(device=config.device, precision=config.precision, strategy=config.strategy,
+                          reuse_factor=config.reuse_factor)
+        cost = estimate(model, splits.input_shape, uniform_reuse_config(hls, model, splits.input_shape))
+        atomic_write_json(out_dir / f"{name}_estimate.json", cost.to_dict())
         checkpoint = save_checkpoint(
             out_dir / f"{name}.pt",
             model,
-            metadata={"dataset": splits.name, "test_accuracy": test.accuracy, "train_config": train_config.to_dict()},
+            metadata={"dataset": splits.name, "input_shape": list(splits.input_shape), "test_accuracy": test.accuracy,
+                      "train_config": train_config.to_dict()},
         )
         result.models.append(
             DemoModelResult(
@@ -97,6 +109,7 @@ def run_demo(config: DemoConfig | None = None, *, progress: bool | ProgressRepor
                 train_seconds=report.seconds,
                 epochs_run=len(report.history),
                 checkpoint=str(checkpoint),
+                hardware=cost.totals | {"latency_ns": cost.latency_ns, "latency_cycles": cost.latency_cycles},
             )
         )
     result.seconds = time.perf_counter() - started

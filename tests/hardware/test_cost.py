@@ -148,3 +148,51 @@ def test_utilization_and_over_budget():
     cost = estimate(model, (64,), make_config(device="xc7z020"))
     assert cost.totals["dsp"] == 64 * 64
     assert "dsp" in cost.over_budget() and cost.utilization()["dsp"] == pytest.approx(4096 / 220)
+
+
+def _layer_setup(strategy: str, rf: int, seed: int, zero_fraction: float = 0.3):
+    from tenfold.hardware.cost import CostModel
+    from tenfold.hardware.devices import get_device
+    from tenfold.hardware.fixed_point import FixedPoint
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.randn(8, 16, generator=generator) * 0.5
+    weights[torch.rand(8, 16, generator=generator) < zero_fraction] = 0.0
+    model = linear(16, 8, weights)
+    config = make_config(strategy=strategy, reuse_factor=rf)
+    spec = extract_layers(model, (16,))[0]
+    kwargs = {"data_precision": FixedPoint.parse("fixed<16,6>"), "device": get_device("xcvu13p")}
+    return CostModel(), model, config, spec, kwargs
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pattern_savings_equal_the_change_in_estimated_dsp(seed):
+    cost_model, model, config, spec, kwargs = _layer_setup("Resource", 8, seed)
+    savings = cost_model.savings(spec, config.layer("0"), granularity="pattern", **kwargs)
+    assert savings.shape == (16, 4)
+    before = estimate(model, (16,), config).layer("0").dsp
+    for j in range(savings.shape[0]):
+        pruned = model[0].weight.detach().clone()
+        pruned.view(-1)[j * 8 : (j + 1) * 8] = 0.0
+        after = estimate(linear(16, 8, pruned), (16,), config).layer("0").dsp
+        assert before - after == savings[j, 0]
+
+
+def test_weight_savings_sum_to_the_layer_cost_under_latency_strategy():
+    cost_model, model, config, spec, kwargs = _layer_setup("Latency", 1, 0)
+    savings = cost_model.savings(spec, config.layer("0"), granularity="weight", **kwargs)
+    layer = estimate(model, (16,), config).layer("0")
+    assert savings[:, 0].sum() == pytest.approx(layer.dsp)
+    zero = (model[0].weight.detach().reshape(-1) == 0).numpy()
+    assert np.all(savings[zero] == 0)
+    with pytest.raises(ConfigError, match="granularity"):
+        cost_model.savings(spec, config.layer("0"), granularity="block", **kwargs)
+
+
+def test_rom_weight_saves_a_multiplier_only_when_last_in_its_pattern():
+    cost_model, model, config, spec, kwargs = _layer_setup("Resource", 8, 1, zero_fraction=0.0)
+    with torch.no_grad():
+        model[0].weight.view(-1)[1:8] = 0.0  # pattern 0 keeps a single non-zero weight
+    spec = extract_layers(model, (16,))[0]
+    savings = cost_model.savings(spec, config.layer("0"), granularity="weight", **kwargs)
+    assert savings[0, 0] == 1 and np.all(savings[8:, 0] == 0)

@@ -182,6 +182,14 @@ def _significant_bits(codes: np.ndarray) -> np.ndarray:
     return np.where(magnitude > 0, high - low + 1, 0)
 
 
+def _constant_dsps(dsp_codes: np.ndarray, weight_bits: int, data_bits: int, device: Device) -> int:
+    """DSPs per constant product: synthesis sizes a constant by its significant bits, not by its type."""
+    if dsp_codes.size == 0:
+        return dsps_per_product(weight_bits, data_bits, device.dsp_type)
+    constant_bits = int(_significant_bits(dsp_codes).max()) + 1
+    return dsps_per_product(min(constant_bits, weight_bits), data_bits, device.dsp_type)
+
+
 def multiplier_patterns(matrix: np.ndarray, reuse_factor: int) -> np.ndarray:
     """The weights each ROM multiplier processes: rows of the (out, in) matrix flattened and split into R."""
     flat = np.asarray(matrix).reshape(-1)
@@ -230,9 +238,7 @@ class CostModel:
             shift_add = nonzero & ~to_dsp
             n_dsp_products = int(to_dsp.sum())
             multipliers = -(-n_dsp_products // rf)
-            if n_dsp_products:  # synthesis sizes a constant operand by its significant bits, not its type
-                constant_bits = int(_significant_bits(codes[to_dsp]).max()) + 1
-                dsp_each = dsps_per_product(min(constant_bits, ww), wd, device.dsp_type)
+            dsp_each = _constant_dsps(codes[to_dsp], ww, wd, device)
             dsp = multipliers * dsp_each
             adder_bits = float(np.sum(np.clip(digits[shift_add] - 1, 0, None)) * (wd + ww))
             row_nonzero = nonzero.sum(axis=1)
@@ -314,6 +320,74 @@ class CostModel:
         instances = max(1, min(config.parallelization_factor, spec.positions))
         steps = -(-spec.positions // instances)
         return instances, steps * rf + depth + overhead, steps * rf
+
+    # ---------------------------------------------------------------- marginal costs
+    def savings(
+        self,
+        spec: LayerSpec,
+        config: LayerConfig,
+        *,
+        data_precision: FixedPoint,
+        device: Device,
+        io_type: IOType = IOType.IO_PARALLEL,
+        granularity: str = "pattern",
+    ) -> np.ndarray:
+        """Resources (DSP, BRAM18, LUT, FF) saved by zeroing each weight or each multiplier pattern, in bulk.
+
+        Rows follow hls4ml's order: weight k of W.reshape(out, -1).flatten(), or pattern j = weights
+        [jR, (j+1)R). Savings are marginal with respect to the layer's current mask: an already-zero
+        structure saves nothing, and under ROM strategies a weight saves a multiplier only if it is the
+        last non-zero one of its pattern. BRAM is shared evenly among a ROM's active lanes.
+        """
+        if granularity not in {"weight", "pattern"}:
+            raise ConfigError(f"granularity must be 'weight' or 'pattern', got {granularity!r}")
+        p = self.params
+        rf = config.reuse_factor
+        wp, wacc = config.precision.weight, config.precision.accum.width
+        ww, wd = wp.width, data_precision.width
+        codes = weight_codes(spec.weight_matrix().reshape(spec.n_out, -1), wp).reshape(-1)
+        nonzero = codes != 0
+        narrow = min(ww, wd) <= p.lut_mult_max_bits
+        dsp_each = dsps_per_product(ww, wd, device.dsp_type)
+        instances = max(1, min(config.parallelization_factor, spec.positions)) if spec.kind != "dense" else 1
+        if io_type == IOType.IO_STREAM:
+            instances = 1
+        out = np.zeros((codes.size, 4))
+        if config.strategy == Strategy.LATENCY or rf == 1:
+            digits = csd_digit_counts(codes)
+            to_dsp = nonzero & (digits >= p.csd_dsp_threshold) & (not narrow)
+            shift_add = nonzero & ~to_dsp
+            dsp_each = _constant_dsps(codes[to_dsp], ww, wd, device)
+            out[:, 0] = np.where(to_dsp, dsp_each / rf, 0.0)
+            adder_bits = np.clip(digits - 1, 0, None) * (wd + ww)
+            accum = np.where(shift_add | (to_dsp & (not p.dsp_absorbs_accumulation)), wacc / rf, 0.0)
+            out[:, 2] = p.lut_per_adder_bit * (np.where(shift_add, adder_bits, 0.0) + accum)
+            per_weight = out
+        else:
+            patterns = nonzero.reshape(-1, rf)
+            count = patterns.sum(axis=1)
+            active = count > 0
+            n_active = int(active.sum())
+            lane = np.zeros((patterns.shape[0], 4))
+            lane[:, 0] = np.where(active, 0.0 if narrow else dsp_each, 0.0)
+            rom_bits = rf * n_active * ww
+            if n_active and rom_bits >= p.rom_min_bram_bits:
+                lane[:, 1] = np.where(active, float(bram18_for_rom(rf, n_active * ww)) / n_active, 0.0)
+                lut_rom = 0.0
+            else:
+                lut_rom = math.ceil(rf / 64) * ww
+            lut_mult = p.lut_per_mult_bit2 * ww * wd if narrow else 0.0
+            accum = 0.0 if (p.dsp_absorbs_accumulation and not narrow) else p.lut_per_adder_bit * wacc
+            lane[:, 2] = np.where(active, lut_mult + lut_rom + accum, 0.0)
+            if granularity == "pattern":
+                lane[:, 3] = p.ff_per_lut * lane[:, 2] + p.ff_per_dsp * lane[:, 0]
+                return lane * instances
+            last = np.repeat(count == 1, rf) & nonzero
+            per_weight = np.where(last[:, None], np.repeat(lane, rf, axis=0), 0.0)
+        per_weight[:, 3] = p.ff_per_lut * per_weight[:, 2] + p.ff_per_dsp * per_weight[:, 0]
+        if granularity == "pattern":
+            per_weight = per_weight.reshape(-1, rf, 4).sum(axis=1)
+        return per_weight * instances
 
     # ---------------------------------------------------------------- other layers
     def simple_layer_cost(self, spec: LayerSpec, config: LayerConfig, io_type: IOType) -> LayerCost:

@@ -67,11 +67,37 @@ class LayerSpec:
         return self.weight if self.mask is None else self.weight * self.mask
 
     def weight_matrix(self) -> torch.Tensor:
-        """Weights as the (n_out, n_in) matrix whose row-major flattening is hls4ml's Resource-strategy order."""
+        """Weights as the (n_out, n_in) matrix whose row-major flattening is hls4ml's Resource-strategy order.
+
+        hls4ml stores Conv kernels channels-last and transposes them for the Resource strategy to
+        (filters, kh, kw, channels) — so a multiplier's pattern runs over channels first, not over the kernel
+        window as PyTorch's (out, in, kh, kw) layout would suggest.
+        """
         weight = self.effective_weight
         if weight is None:
             raise ModelError(f"layer {self.name} has no weights")
-        return weight.detach().reshape(weight.shape[0], -1)
+        return _to_hls_layout(weight.detach(), self.extra.get("channels_last_input"))
+
+    def hls_order(self) -> torch.Tensor:
+        """For each position of `weight_matrix().flatten()`, the flat index into the PyTorch weight tensor."""
+        if self.weight is None:
+            raise ModelError(f"layer {self.name} has no weights")
+        index = torch.arange(self.weight.numel()).reshape(self.weight.shape)
+        return _to_hls_layout(index, self.extra.get("channels_last_input")).reshape(-1)
+
+
+def _to_hls_layout(tensor: torch.Tensor, channels_last_input: tuple[int, ...] | None) -> torch.Tensor:
+    """PyTorch weight layout → hls4ml's (out, …, channels) layout, flattened per output.
+
+    Conv kernels (out, C, kh, kw) become (out, kh, kw, C). A Linear fed by a Flatten of a (C, H, W) tensor
+    gets its inputs reordered to (H, W, C), because hls4ml flattens channels-last tensors.
+    """
+    if tensor.dim() > 2:
+        tensor = tensor.permute(0, *range(2, tensor.dim()), 1)
+    elif channels_last_input is not None and len(channels_last_input) > 1:
+        shaped = tensor.reshape(tensor.shape[0], *channels_last_input)
+        tensor = shaped.permute(0, *range(2, shaped.dim()), 1)
+    return tensor.reshape(tensor.shape[0], -1)
 
 
 def _kind(module: nn.Module) -> str | None:
@@ -122,6 +148,7 @@ def extract_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
     if not input_shape or any(int(d) < 1 for d in input_shape):
         raise ModelError(f"input_shape must be the per-sample shape, e.g. (16,) or (3, 32, 32), got {input_shape}")
     specs: list[LayerSpec] = []
+    flattened: dict[str, tuple[int, ...]] = {}  # the (C, H, W) shape a Flatten just collapsed
     hooks = []
     for name, module in model.named_modules():
         if not name or not _is_leaf(module):
@@ -136,7 +163,14 @@ def extract_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
             continue
 
         def hook(mod, inputs, output, *, _name=name, _kind=kind):
-            specs.append(_spec_from(mod, _name, _kind, inputs[0], output))
+            spec = _spec_from(mod, _name, _kind, inputs[0], output)
+            if isinstance(mod, nn.Flatten) and inputs[0].dim() > 2:
+                flattened["shape"] = tuple(inputs[0].shape[1:])
+            elif spec.kind == "dense" and flattened.get("shape") and math.prod(flattened["shape"]) == spec.n_in:
+                spec.extra["channels_last_input"] = flattened.pop("shape")
+            elif spec.kind not in {"free", "activation"}:
+                flattened.pop("shape", None)
+            specs.append(spec)
 
         hooks.append(module.register_forward_hook(hook))
     was_training = model.training

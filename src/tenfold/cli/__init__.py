@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tenfold.cli.demo_cmd import add_demo_parser
     from tenfold.cli.estimate_cmd import add_estimate_parser
     from tenfold.cli.info_cmd import add_info_parsers
+    from tenfold.cli.prune_cmd import add_prune_parser
     from tenfold.cli.train_cmd import add_evaluate_parser, add_train_parser
 
     parser = argparse.ArgumentParser(
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(subparsers)
     add_evaluate_parser(subparsers)
     add_estimate_parser(subparsers)
+    add_prune_parser(subparsers)
     add_info_parsers(subparsers)
     return parser
 

@@ -42,6 +42,14 @@ class Checkpoint:
                 "tenfold.models.create); build the model yourself and call model.load_state_dict(ckpt.state_dict)"
             )
         model = create(self.model_spec["name"], **self.model_spec.get("kwargs", {}))
+        if self.metadata.get("shrink"):  # a neuron-pruned model: narrow the layers as recorded
+            from tenfold.prune.physical import shrink
+
+            model, _ = shrink(model, {k: list(v) for k, v in self.metadata["shrink"].items()})
+        if any(key.endswith("_mask") for key in self.state_dict):  # pruning masks travel with the weights
+            from tenfold.prune.masks import ensure_mask_buffers
+
+            ensure_mask_buffers(model, self.state_dict)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as exc:

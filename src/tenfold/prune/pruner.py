@@ -1,0 +1,416 @@
+"""The iterative resource-aware pruner: importance → knapsack under a budget → masks → fine-tune → verify.
+
+Each step prices every structure with the hardware model, values it by its importance, and lets a
+multi-dimensional knapsack keep the most valuable structures that fit a budget that tightens step by step
+(constant, polynomial or binary-search schedule). Masked fine-tuning follows; a step is accepted only if
+validation accuracy stays within `tolerance` of the unpruned model, and the best accepted model is kept.
+Every step is checkpointed atomically, so an interrupted run resumes to the same result.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from tenfold.errors import CheckpointError, ConfigError
+from tenfold.hardware.cost import CostModel, ModelCost
+from tenfold.hardware.estimate import estimate
+from tenfold.hardware.hls_config import HLSConfig
+from tenfold.io import atomic_torch_save
+from tenfold.prune.budget import Budget, Limit
+from tenfold.prune.importance import structure_values, weight_saliency
+from tenfold.prune.masks import (
+    GroupLasso,
+    MaskedFinetune,
+    apply_masks,
+    current_masks,
+    ensure_mask_buffers,
+    reset_masks,
+    sparsity,
+)
+from tenfold.prune.schedule import Schedule
+from tenfold.prune.structures import RESOURCES, StructureSet, build_structures, structure_masks
+from tenfold.train import TrainConfig, evaluate, fit
+from tenfold.train.progress import ProgressReporter, make_reporter
+
+STATE_FILE = "prune_state.pt"
+
+
+@dataclass
+class PruneConfig:
+    """What to prune, how hard, and how carefully."""
+
+    budget: str = "dsp<=0.5x"
+    structure: str = "pattern"
+    importance: str = "taylor"
+    normalize: str = "layer_mean"
+    schedule: str = "polynomial"
+    steps: int = 4
+    tolerance: float = 0.01
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, lr=1e-3, restore_best=True))
+    regularization: float = 0.0
+    rewind: bool = False
+    solver: str = "auto"
+    time_limit: float = 10.0
+    importance_batches: int = 8
+    layers: list[str] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.tolerance < 1:
+            raise ConfigError(f"tolerance is an absolute accuracy drop in [0, 1), got {self.tolerance}")
+        if self.regularization < 0:
+            raise ConfigError(f"regularization must be >= 0, got {self.regularization}")
+        if isinstance(self.finetune, dict):
+            self.finetune = TrainConfig.from_dict(self.finetune)
+        Budget.parse(self.budget)
+        Schedule(self.schedule, self.steps)
+
+
+@dataclass
+class StepRecord:
+    """One pruning step."""
+
+    step: int
+    fraction: float
+    targets: dict[str, float]
+    accepted: bool
+    val_accuracy: float
+    resources: dict[str, float]
+    per_layer: dict[str, dict[str, float]]
+    sparsity: float
+    kept: int
+    items: int
+    solver: str
+    gap: float | None
+    optimal: bool
+    solve_seconds: float
+    seconds: float
+
+
+@dataclass
+class PruneReport:
+    """Everything that happened, for tables, plots and trust."""
+
+    structure: str
+    budget: str
+    limits: dict[str, float]
+    baseline_accuracy: float
+    baseline_resources: dict[str, float]
+    baseline_per_layer: dict[str, dict[str, float]]
+    final_accuracy: float = 0.0
+    final_resources: dict[str, float] = field(default_factory=dict)
+    final_per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
+    met_budget: bool = False
+    steps: list[StepRecord] = field(default_factory=list)
+    skipped_layers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def reduction(self) -> dict[str, float]:
+        """Fraction of each resource removed (0.9 = 90% fewer)."""
+        return {key: (1.0 - self.final_resources[key] / value) if value else 0.0
+                for key, value in self.baseline_resources.items() if key in self.final_resources}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"reduction": self.reduction()}
+
+
+@dataclass
+class PruneResult:
+    """The pruned (masked) model and its report."""
+
+    model: nn.Module
+    report: PruneReport
+
+
+def _per_layer(cost: ModelCost) -> dict[str, dict[str, float]]:
+    return {layer.name: {"dsp": layer.dsp, "bram18": layer.bram18, "lut": layer.lut, "ff": layer.ff,
+                         "nonzero": layer.n_nonzero, "weights": layer.n_weights}
+            for layer in cost.layers if layer.n_weights}
+
+
+def _resources(cost: ModelCost, model: nn.Module) -> dict[str, float]:
+    totals = dict(cost.totals)
+    totals["params"] = float(sum(layer.n_nonzero for layer in cost.layers))
+    return totals
+
+
+def _layer_use(cost: ModelCost, limit: Limit) -> float:
+    if limit.resource == "params":
+        return float(cost.layer(limit.layer).n_nonzero if limit.layer else sum(x.n_nonzero for x in cost.layers))
+    if limit.layer:
+        return float(getattr(cost.layer(limit.layer), limit.resource))
+    return float(cost.totals[limit.resource])
+
+
+class Pruner:
+    """Prunes a model for an FPGA budget. `fit` returns a masked copy; the input model is left untouched."""
+
+    def __init__(self, config: PruneConfig, hls_config: HLSConfig, input_shape: tuple[int, ...],
+                 cost_model: CostModel | None = None) -> None:
+        self.config = config
+        self.hls = hls_config
+        self.input_shape = tuple(input_shape)
+        self.cost_model = cost_model or CostModel()
+        self.budget = Budget.parse(config.budget)
+
+    # ------------------------------------------------------------------ public
+    def fit(
+        self,
+        model: nn.Module,
+        train_data: Dataset,
+        val_data: Dataset,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: bool | ProgressReporter = True,
+    ) -> PruneResult:
+        cfg = self.config
+        started = time.perf_counter()
+        model = copy.deepcopy(model)
+        structures0 = build_structures(model, self.input_shape, self.hls, cfg.structure, cost_model=self.cost_model,
+                                       layers=cfg.layers)
+        prunable = [layer.name for layer in structures0.layers]
+        if not prunable:
+            reasons = "; ".join(f"{k}: {v}" for k, v in structures0.skipped.items())
+            raise ConfigError(f"no layer can be pruned with structure '{cfg.structure}' ({reasons})")
+        apply_masks(model, {name: torch.ones_like(dict(model.named_modules())[name].weight) for name in prunable})
+        baseline_cost = structures0.baseline
+        baseline_params = {layer.name: layer.n_nonzero for layer in baseline_cost.layers if layer.n_weights}
+        resolved = self.budget.resolve(baseline_cost, baseline_params)
+        self._check_feasible(structures0, resolved, baseline_cost)
+        baseline_state = copy.deepcopy(model.state_dict())
+        reporter = make_reporter(progress)
+        state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
+        saved = self._load_state(state_path) if (resume and state_path and state_path.exists()) else None
+        if saved is not None:
+            ensure_mask_buffers(model, saved["model"])
+            model.load_state_dict(saved["model"])
+            accepted_state = saved["accepted"]
+            schedule = Schedule(**saved["schedule"])
+            report = _report_from_dict(saved["report"])
+            baseline_accuracy = report.baseline_accuracy
+        else:
+            baseline_accuracy = evaluate(model, val_data).accuracy
+            accepted_state = copy.deepcopy(model.state_dict())
+            schedule = Schedule(cfg.schedule, cfg.steps)
+            report = PruneReport(
+                structure=cfg.structure,
+                budget=self.budget.describe(),
+                limits={limit.describe(): capacity for limit, capacity in resolved},
+                baseline_accuracy=baseline_accuracy,
+                baseline_resources=_resources(baseline_cost, model),
+                baseline_per_layer=_per_layer(baseline_cost),
+                skipped_layers=dict(structures0.skipped),
+            )
+        task = reporter.add_task("pruning steps", total=cfg.steps, completed=schedule.step)
+        try:
+            while not schedule.finished:
+                fraction = schedule.next_fraction()
+                record = self._step(model, schedule.step, fraction, resolved, baseline_cost, baseline_state,
+                                    train_data, val_data, reporter)
+                record.accepted = record.val_accuracy >= baseline_accuracy - cfg.tolerance
+                if record.accepted:
+                    accepted_state = copy.deepcopy(model.state_dict())
+                else:
+                    model.load_state_dict(accepted_state)
+                report.steps.append(record)
+                schedule.feedback(fraction, record.accepted)
+                reporter.advance(task)
+                reporter.log(self._step_line(record, baseline_accuracy))
+                if state_path is not None:
+                    self._save_state(state_path, model, accepted_state, schedule, report)
+        finally:
+            reporter.close()
+        model.load_state_dict(accepted_state)
+        final_cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
+        report.final_accuracy = evaluate(model, val_data).accuracy
+        report.final_resources = _resources(final_cost, model)
+        report.final_per_layer = _per_layer(final_cost)
+        report.met_budget = all(_layer_use(final_cost, limit) <= capacity + 1e-6 for limit, capacity in resolved)
+        report.seconds = time.perf_counter() - started
+        return PruneResult(model=model, report=report)
+
+    # ------------------------------------------------------------------ one step
+    def _step(self, model, step, fraction, resolved, baseline_cost, baseline_state, train_data, val_data, reporter):
+        from tenfold.knapsack import solve
+
+        cfg = self.config
+        started = time.perf_counter()
+        structures = build_structures(model, self.input_shape, self.hls, cfg.structure, cost_model=self.cost_model,
+                                      layers=cfg.layers)
+        names = [layer.name for layer in structures.layers]
+        saliency = weight_saliency(model, names, cfg.importance, train_data, batches=cfg.importance_batches,
+                                   seed=cfg.seed + step)
+        values = structure_values(structures, saliency, method=cfg.importance, normalize=cfg.normalize)
+        targets = {limit.describe(): _layer_use(baseline_cost, limit) - fraction * (
+            _layer_use(baseline_cost, limit) - capacity) for limit, capacity in resolved}
+        masks_before = current_masks(model)
+        shrink = 1.0
+        solution = None
+        for _attempt in range(4):  # linear costs are approximate: re-solve tighter if the estimate overshoots
+            problem = self._problem(structures, values, resolved, targets, shrink)
+            solution = solve(problem, cfg.solver, time_limit=cfg.time_limit, seed=cfg.seed + step)
+            reset_masks(model, masks_before)
+            apply_masks(model, structure_masks(structures, solution.selected.astype(float), model))
+            cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
+            over = max((_layer_use(cost, limit) / max(targets[limit.describe()], 1e-9)
+                        for limit, _ in resolved), default=1.0)
+            if over <= 1.0 + 1e-9:
+                break
+            shrink /= over
+        if cfg.rewind:
+            self._rewind(model, baseline_state)
+        callbacks = [MaskedFinetune(model)]
+        if cfg.regularization > 0:
+            groups = {layer.name: torch.from_numpy(layer.group_of_weight) for layer in structures.layers}
+            callbacks.append(GroupLasso(model, groups, cfg.regularization))
+        finetune = dataclasses.replace(cfg.finetune, seed=cfg.finetune.seed + cfg.seed + step)
+        if finetune.epochs > 0:
+            fit(model, train_data, val_data, finetune, callbacks=callbacks, progress=reporter)
+        cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
+        return StepRecord(
+            step=step,
+            fraction=fraction,
+            targets=targets,
+            accepted=False,
+            val_accuracy=evaluate(model, val_data).accuracy,
+            resources=_resources(cost, model),
+            per_layer=_per_layer(cost),
+            sparsity=sparsity(model),
+            kept=int(solution.selected.sum()),
+            items=len(solution.selected),
+            solver=solution.solver,
+            gap=solution.gap,
+            optimal=bool(solution.optimal),
+            solve_seconds=solution.seconds,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _problem(self, structures: StructureSet, values, resolved, targets, shrink: float):
+        from tenfold.knapsack import KnapsackProblem
+
+        costs = structures.costs()
+        layer_of_item = structures.layer_of_item()
+        columns, capacity, names = [], [], []
+        for limit, _ in resolved:
+            r = RESOURCES.index(limit.resource)
+            target = targets[limit.describe()] * shrink
+            if limit.layer is None:
+                column = costs[:, r]
+                fixed = structures.fixed_cost[r]
+            else:
+                index = [i for i, layer in enumerate(structures.layers) if layer.name == limit.layer]
+                column = np.where(np.isin(layer_of_item, index), costs[:, r], 0.0)
+                layer_total = _layer_use(structures.baseline, limit) if limit.resource != "params" else float(
+                    column.sum())
+                fixed = max(layer_total - column.sum(), 0.0)
+            columns.append(column)
+            capacity.append(max(target - fixed, 0.0))
+            names.append(limit.describe())
+        required = np.zeros(len(values), dtype=bool)
+        offset = 0
+        for layer in structures.layers:  # never let a whole layer die: keep its most valuable structure
+            layer_values = values[offset : offset + layer.n_groups]
+            if layer.n_groups and layer_values.max() > 0:
+                required[offset + int(np.argmax(layer_values))] = True
+            offset += layer.n_groups
+        return KnapsackProblem(values=np.asarray(values, dtype=float), costs=np.stack(columns, axis=1),
+                               capacity=np.asarray(capacity, dtype=float), resource_names=tuple(names),
+                               required=required)
+
+    def _check_feasible(self, structures: StructureSet, resolved, baseline_cost: ModelCost) -> None:
+        problems = []
+        for limit, capacity in resolved:
+            r = RESOURCES.index(limit.resource)
+            if limit.layer is None:
+                minimum = structures.fixed_cost[r]
+            else:
+                layer = next((s for s in structures.layers if s.name == limit.layer), None)
+                total = _layer_use(baseline_cost, limit)
+                minimum = total - (layer.costs[:, r].sum() if layer is not None else 0.0)
+            if capacity < minimum - 1e-6:
+                problems.append(f"{limit.describe()} means {capacity:,.1f} but the smallest achievable "
+                                f"{limit.resource} is {minimum:,.1f}")
+        if problems:
+            raise BudgetInfeasible(
+                "budget infeasible: " + "; ".join(problems) + " (what remains is logic no structure can remove: "
+                "activations, I/O, unprunable layers). Raise the budget, prune more layers, or use another strategy"
+            )
+
+    @staticmethod
+    def _rewind(model: nn.Module, baseline_state: dict[str, torch.Tensor]) -> None:
+        masks = current_masks(model)
+        state = {k: v for k, v in baseline_state.items() if not k.endswith("_mask")}
+        model.load_state_dict(state, strict=False)
+        apply_masks(model, masks)
+
+    def _step_line(self, record: StepRecord, baseline: float) -> str:
+        status = "[green]accepted[/green]" if record.accepted else "[red]rejected[/red]"
+        resources = ", ".join(f"{k} {v:,.0f}" for k, v in record.resources.items() if k in {"dsp", "bram18"})
+        return (f"step {record.step + 1}: {status} val acc {100 * record.val_accuracy:.2f}% "
+                f"(baseline {100 * baseline:.2f}%), {resources}, sparsity {100 * record.sparsity:.1f}%")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_state(self, path: Path, model, accepted_state, schedule: Schedule, report: PruneReport) -> None:
+        atomic_torch_save(path, {
+            "format": "tenfold.prune-state",
+            "config": _plain(dataclasses.asdict(self.config)),
+            "model": model.state_dict(),
+            "accepted": accepted_state,
+            "schedule": schedule.to_dict(),
+            "report": _plain(dataclasses.asdict(report)),
+        })
+
+    def _load_state(self, path: Path) -> dict[str, Any]:
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupt file: say which one
+            raise CheckpointError(f"cannot read pruning state {path}: {exc}") from None
+        if not isinstance(saved, dict) or saved.get("format") != "tenfold.prune-state":
+            raise CheckpointError(f"{path} is not a tenfold pruning state; delete it or choose another --out")
+        if saved["config"] != _plain(dataclasses.asdict(self.config)):
+            raise CheckpointError(f"{path} was written with different pruning settings; resume with the same "
+                                  "settings or start a new output folder")
+        return saved
+
+
+class BudgetInfeasible(ConfigError):
+    """The budget asks for less than what no pruning can remove."""
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _report_from_dict(values: dict[str, Any]) -> PruneReport:
+    steps = [StepRecord(**step) for step in values.pop("steps", [])]
+    return PruneReport(**values, steps=steps)
+
+
+def prune(
+    model: nn.Module,
+    train_data: Dataset,
+    val_data: Dataset,
+    input_shape: tuple[int, ...],
+    hls_config: HLSConfig,
+    config: PruneConfig | None = None,
+    **kwargs: Any,
+) -> PruneResult:
+    """Prune `model` for `hls_config`'s FPGA under `config.budget`; see `Pruner`."""
+    return Pruner(config or PruneConfig(), hls_config, input_shape).fit(model, train_data, val_data, **kwargs)

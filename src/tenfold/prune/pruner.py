@@ -52,7 +52,7 @@ class PruneConfig:
     budget: str = "dsp<=0.5x"
     structure: str = "pattern"
     importance: str = "taylor"
-    normalize: str = "layer_mean"
+    normalize: str = "auto"
     schedule: str = "polynomial"
     steps: int = 4
     tolerance: float = 0.01
@@ -183,7 +183,8 @@ class Pruner:
         if not prunable:
             reasons = "; ".join(f"{k}: {v}" for k, v in structures0.skipped.items())
             raise ConfigError(f"no layer can be pruned with structure '{cfg.structure}' ({reasons})")
-        apply_masks(model, {name: torch.ones_like(dict(model.named_modules())[name].weight) for name in prunable})
+        # every parameter a step may mask gets a mask now, so accepted/rejected states share one layout
+        apply_masks(model, structure_masks(structures0, np.ones(structures0.n_items), model))
         baseline_cost = structures0.baseline
         baseline_params = {layer.name: layer.n_nonzero for layer in baseline_cost.layers if layer.n_weights}
         resolved = self.budget.resolve(baseline_cost, baseline_params)
@@ -242,8 +243,6 @@ class Pruner:
 
     # ------------------------------------------------------------------ one step
     def _step(self, model, step, fraction, resolved, baseline_cost, baseline_state, train_data, val_data, reporter):
-        from tenfold.knapsack import solve
-
         cfg = self.config
         started = time.perf_counter()
         structures = build_structures(model, self.input_shape, self.hls, cfg.structure, cost_model=self.cost_model,
@@ -258,8 +257,7 @@ class Pruner:
         shrink = 1.0
         solution = None
         for _attempt in range(4):  # linear costs are approximate: re-solve tighter if the estimate overshoots
-            problem = self._problem(structures, values, resolved, targets, shrink)
-            solution = solve(problem, cfg.solver, time_limit=cfg.time_limit, seed=cfg.seed + step)
+            solution = self._solve(structures, values, resolved, targets, shrink, step)
             reset_masks(model, masks_before)
             apply_masks(model, structure_masks(structures, solution.selected.astype(float), model))
             cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
@@ -276,7 +274,9 @@ class Pruner:
             callbacks.append(GroupLasso(model, groups, cfg.regularization))
         finetune = dataclasses.replace(cfg.finetune, seed=cfg.finetune.seed + cfg.seed + step)
         if finetune.epochs > 0:
-            fit(model, train_data, val_data, finetune, callbacks=callbacks, progress=reporter)
+            trained = fit(model, train_data, val_data, finetune, callbacks=callbacks, progress=reporter)
+            if trained.interrupted:  # the last completed step is checkpointed; resume repeats this one
+                raise KeyboardInterrupt
         cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
         return StepRecord(
             step=step,
@@ -296,7 +296,22 @@ class Pruner:
             seconds=time.perf_counter() - started,
         )
 
-    def _problem(self, structures: StructureSet, values, resolved, targets, shrink: float):
+    def _solve(self, structures: StructureSet, values, resolved, targets, shrink: float, step: int):
+        """Solve the step's knapsack; every layer keeps one structure (its most valuable, else its cheapest)."""
+        from tenfold.knapsack import InfeasibleBudgetError, solve
+
+        cfg = self.config
+        for keep in ("valuable", "cheap"):
+            problem = self._problem(structures, values, resolved, targets, shrink, keep)
+            try:
+                return solve(problem, cfg.solver, time_limit=cfg.time_limit, seed=cfg.seed + step)
+            except InfeasibleBudgetError as exc:
+                error = exc
+        raise BudgetInfeasible(
+            f"{error} — every layer must keep at least one structure; raise the budget or prune fewer layers"
+        ) from None
+
+    def _problem(self, structures: StructureSet, values, resolved, targets, shrink: float, keep: str = "valuable"):
         from tenfold.knapsack import KnapsackProblem
 
         costs = structures.costs()
@@ -319,12 +334,20 @@ class Pruner:
             names.append(limit.describe())
         required = np.zeros(len(values), dtype=bool)
         offset = 0
-        for layer in structures.layers:  # never let a whole layer die: keep its most valuable structure
+        stacked = np.stack(columns, axis=1)
+        scale = np.maximum(np.asarray(capacity), 1e-9)
+        for layer in structures.layers:  # never let a whole layer die: keep one of its structures
             layer_values = values[offset : offset + layer.n_groups]
             if layer.n_groups and layer_values.max() > 0:
-                required[offset + int(np.argmax(layer_values))] = True
+                if keep == "valuable":
+                    choice = int(np.argmax(layer_values))
+                else:
+                    load = (stacked[offset : offset + layer.n_groups] / scale).sum(axis=1)
+                    load[layer_values <= 0] = np.inf
+                    choice = int(np.argmin(load))
+                required[offset + choice] = True
             offset += layer.n_groups
-        return KnapsackProblem(values=np.asarray(values, dtype=float), costs=np.stack(columns, axis=1),
+        return KnapsackProblem(values=np.asarray(values, dtype=float), costs=stacked,
                                capacity=np.asarray(capacity, dtype=float), resource_names=tuple(names),
                                required=required)
 

@@ -1,0 +1,93 @@
+"""The iterative pruner end to end, on small real data (scikit-learn digits)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tenfold.data import load_digits
+from tenfold.hardware import estimate, make_config
+from tenfold.models import create
+from tenfold.prune import BudgetInfeasible, PruneConfig, Pruner, current_masks
+from tenfold.train import TrainConfig, fit
+
+pytest.importorskip("tenfold.knapsack")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    splits = load_digits(seed=0, flatten=True)
+    torch.manual_seed(0)
+    model = create("jet_mlp", in_features=64, num_classes=10)
+    fit(model, splits.train, splits.val, TrainConfig(epochs=25, lr=3e-3, seed=0), progress=False)
+    return model, splits
+
+
+def resource_config():
+    return make_config(strategy="Resource", reuse_factor=16).with_layer("output", reuse_factor=16)
+
+
+def test_pattern_pruning_meets_a_dsp_budget_and_keeps_accuracy(trained):
+    model, splits = trained
+    hls = resource_config()
+    config = PruneConfig(budget="dsp<=0.5x", structure="pattern", steps=2, tolerance=0.05,
+                         finetune=TrainConfig(epochs=3, lr=3e-3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = Pruner(config, hls, (64,)).fit(model, splits.train, splits.val, progress=False)
+    report = result.report
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # input untouched
+    assert report.met_budget and report.final_resources["dsp"] <= 0.5 * report.baseline_resources["dsp"] + 1e-6
+    assert report.final_accuracy >= report.baseline_accuracy - 0.05
+    assert len(report.steps) == 2 and all(step.solver for step in report.steps)
+    cost = estimate(result.model, (64,), hls)
+    assert cost.totals["dsp"] == pytest.approx(report.final_resources["dsp"])
+    for name, mask in current_masks(result.model).items():  # pruned weights are exactly zero
+        module = result.model.get_submodule(name.split(":")[0])
+        assert torch.all(module.weight[mask == 0] == 0)
+
+
+def test_interrupted_run_resumes_to_the_same_result(trained, tmp_path, monkeypatch):
+    model, splits = trained
+    hls = resource_config()
+    config = PruneConfig(budget="dsp<=0.5x", structure="pattern", steps=3, tolerance=0.1,
+                         finetune=TrainConfig(epochs=1, lr=1e-3))
+    reference = Pruner(config, hls, (64,)).fit(model, splits.train, splits.val, progress=False)
+
+    original_step = Pruner._step
+    calls = {"n": 0}
+
+    def flaky_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pruner, "_step", flaky_step)
+    with pytest.raises(KeyboardInterrupt):
+        Pruner(config, hls, (64,)).fit(model, splits.train, splits.val, checkpoint_dir=tmp_path, progress=False)
+    monkeypatch.setattr(Pruner, "_step", original_step)
+    resumed = Pruner(config, hls, (64,)).fit(model, splits.train, splits.val, checkpoint_dir=tmp_path,
+                                              resume=True, progress=False)
+    assert len(resumed.report.steps) == len(reference.report.steps)
+    for key, value in reference.model.state_dict().items():
+        assert torch.allclose(value, resumed.model.state_dict()[key], atol=1e-6), key
+
+
+def test_infeasible_budget_names_the_smallest_achievable_use(trained):
+    model, splits = trained
+    config = PruneConfig(budget="lut<=10", structure="pattern", steps=1)
+    with pytest.raises(BudgetInfeasible, match="smallest achievable lut"):
+        Pruner(config, resource_config(), (64,)).fit(model, splits.train, splits.val, progress=False)
+    config = PruneConfig(budget="dsp<=0.01x", structure="neuron", steps=1)  # one neuron per layer costs more
+    with pytest.raises(BudgetInfeasible, match="keep at least one structure"):
+        Pruner(config, make_config(), (64,)).fit(model, splits.train, splits.val, progress=False)
+
+
+def test_rejected_steps_keep_the_best_accepted_model(trained):
+    model, splits = trained
+    config = PruneConfig(budget="dsp<=0.1x", structure="neuron", schedule="binary", steps=3, tolerance=0.0,
+                         finetune=TrainConfig(epochs=1, lr=1e-3))
+    result = Pruner(config, make_config(), (64,)).fit(model, splits.train, splits.val, progress=False)
+    report = result.report
+    assert any(not step.accepted for step in report.steps)
+    assert report.final_accuracy >= report.baseline_accuracy  # tolerance 0: only lossless steps survive

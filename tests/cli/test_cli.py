@@ -124,3 +124,29 @@ def test_estimate_bad_input(tmp_path, args, message):
     result = run(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stdout
     assert message.lower() in result.stderr.lower() and "Traceback" not in result.stderr
+
+
+def test_prune_writes_model_report_and_config(tmp_path):
+    pytest.importorskip("tenfold.knapsack")
+    checkpoint = tmp_path / "jet.pt"
+    assert run("train", "jet_mlp", "--epochs", "10", "--lr", "3e-3", "--out", str(checkpoint),
+               "--no-progress").returncode == 0
+    out = tmp_path / "pruned"
+    result = run("prune", str(checkpoint), "--budget", "dsp<=0.6x,bram<=0.8x", "--strategy", "Resource", "--reuse",
+                 "16", "--structure", "pattern", "--steps", "1", "--finetune-epochs", "1", "--tolerance", "0.2",
+                 "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    for name in ("pruned.pt", "report.json", "report.md", "hls4ml_config.json", "prune_state.pt"):
+        assert (out / name).exists(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["met_budget"] and report["final_resources"]["dsp"] <= 0.6 * report["baseline_resources"]["dsp"]
+    estimated = run("estimate", str(out / "pruned.pt"), "--strategy", "Resource", "--reuse", "16", "--json")
+    assert estimated.returncode == 0, estimated.stderr
+    assert json.loads(estimated.stdout)["totals"]["dsp"] == pytest.approx(report["final_resources"]["dsp"])
+    again = run("prune", str(checkpoint), "--budget", "dsp<=0.6x", "--out", str(out), "--no-progress")
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_prune_bad_budget_is_one_clear_line(tmp_path):
+    result = run("prune", "jet_mlp", "--budget", "dsp<0.1", "--out", str(tmp_path / "o"), "--no-progress")
+    assert result.returncode == 2 and "budget" in result.stderr and "Traceback" not in result.stderr

@@ -64,6 +64,7 @@ class PruneConfig:
     importance_batches: int = 8
     layers: list[str] | None = None
     seed: int = 0
+    uniform_costs: bool = False  # benchmarks only: price every structure equally, as hls4ml's DAP does
 
     def __post_init__(self) -> None:
         if not 0 <= self.tolerance < 1:
@@ -263,7 +264,7 @@ class Pruner:
             cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
             over = max((_layer_use(cost, limit) / max(targets[limit.describe()], 1e-9)
                         for limit, _ in resolved), default=1.0)
-            if over <= 1.0 + 1e-9:
+            if over <= 1.0 + 1e-9 or cfg.uniform_costs:
                 break
             shrink /= over
         if cfg.rewind:
@@ -329,6 +330,12 @@ class Pruner:
                 layer_total = _layer_use(structures.baseline, limit) if limit.resource != "params" else float(
                     column.sum())
                 fixed = max(layer_total - column.sum(), 0.0)
+            if self.config.uniform_costs:  # hls4ml DAP's assumption: every structure costs the same
+                total = column.sum() + fixed
+                alive = column > 0
+                column = np.where(np.isin(layer_of_item, np.unique(layer_of_item)), total / max(len(column), 1), 0.0)
+                column = np.where(alive | (values > 0), column, 0.0)
+                fixed = 0.0
             columns.append(column)
             capacity.append(max(target - fixed, 0.0))
             names.append(limit.describe())

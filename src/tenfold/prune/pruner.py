@@ -55,6 +55,7 @@ class PruneConfig:
     normalize: str = "auto"
     schedule: str = "polynomial"
     steps: int = 4
+    retries: int = 2  # after a rejected step, bisect towards it this many more times
     tolerance: float = 0.01
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, lr=1e-3, restore_best=True))
     regularization: float = 0.0
@@ -74,7 +75,7 @@ class PruneConfig:
         if isinstance(self.finetune, dict):
             self.finetune = TrainConfig.from_dict(self.finetune)
         Budget.parse(self.budget)
-        Schedule(self.schedule, self.steps)
+        Schedule(self.schedule, self.steps, retries=self.retries)
 
 
 @dataclass
@@ -204,7 +205,7 @@ class Pruner:
         else:
             baseline_accuracy = evaluate(model, val_data).accuracy
             accepted_state = copy.deepcopy(model.state_dict())
-            schedule = Schedule(cfg.schedule, cfg.steps)
+            schedule = Schedule(cfg.schedule, cfg.steps, retries=cfg.retries)
             report = PruneReport(
                 structure=cfg.structure,
                 budget=self.budget.describe(),
@@ -214,7 +215,7 @@ class Pruner:
                 baseline_per_layer=_per_layer(baseline_cost),
                 skipped_layers=dict(structures0.skipped),
             )
-        task = reporter.add_task("pruning steps", total=cfg.steps, completed=schedule.step)
+        task = reporter.add_task("pruning steps", total=schedule.total_steps, completed=schedule.step)
         try:
             while not schedule.finished:
                 fraction = schedule.next_fraction()

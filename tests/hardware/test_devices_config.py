@@ -92,3 +92,14 @@ def test_hls4ml_config_round_trip():
         HLSConfig.from_hls4ml({"Model": {"ReuseFactr": 2}})
     with pytest.raises(ConfigError, match="precision"):
         HLSConfig.from_hls4ml({"Model": {"Precision": "fixed<16"}})
+
+
+def test_accepts_the_config_hls4ml_itself_generates():
+    hls4ml = pytest.importorskip("hls4ml")
+    from tenfold.models import create
+
+    generated = hls4ml.utils.config_from_pytorch_model(create("jet_mlp"), (16,), granularity="name",
+                                                       default_precision="ap_fixed<18,8>", default_reuse_factor=4)
+    config = HLSConfig.from_hls4ml(generated)
+    assert config.default.reuse_factor == 4 and config.layer("fc1").precision.weight.width == 18
+    assert config.layer("fc1").precision.result.integer == 8  # 'auto' keeps the model default

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tenfold.errors import ConfigError
@@ -21,7 +23,7 @@ def test_constant_and_polynomial_ramps_reach_the_budget():
     assert run(Schedule("constant", 4), lambda f: True) == [0.25, 0.5, 0.75, 1.0]
     poly = run(Schedule("polynomial", 3), lambda f: True)
     assert poly[-1] == 1.0 and poly[0] > 1 / 3  # front-loaded
-    assert all(a < b for a, b in zip(poly, poly[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(poly))
 
 
 def test_rejection_switches_to_bisection_with_limited_retries():

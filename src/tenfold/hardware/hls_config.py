@@ -57,6 +57,11 @@ class IOType(str, Enum):
         raise ConfigError(f"unknown IOType {value!r}; use io_parallel or io_stream")
 
 
+def _given(value: Any) -> bool:
+    """A precision entry that sets something (hls4ml writes 'auto' for types it infers later)."""
+    return value is not None and not (isinstance(value, str) and value.strip().lower() == "auto")
+
+
 def _precision(value: str | FixedPoint) -> FixedPoint:
     return value if isinstance(value, FixedPoint) else FixedPoint.parse(value)
 
@@ -79,6 +84,8 @@ class LayerPrecision:
     def from_hls4ml(cls, value: Any, base: LayerPrecision | None = None) -> LayerPrecision:
         """hls4ml accepts one string for all types or a dict with some of weight/bias/accum/result/default."""
         base = base or cls()
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return base  # hls4ml's "infer it": tenfold keeps the inherited type
         if isinstance(value, str | FixedPoint):
             return cls.uniform(value)
         if not isinstance(value, dict):
@@ -88,10 +95,10 @@ class LayerPrecision:
             raise ConfigError(
                 f"unknown Precision key(s) {sorted(unknown)}; hls4ml uses weight, bias, accum, result, default"
             )
-        start = cls.uniform(value["default"]) if "default" in value else base
+        start = cls.uniform(value["default"]) if _given(value.get("default")) else base
         return cls(
             **{
-                name: _precision(value[name]) if name in value else getattr(start, name)
+                name: _precision(value[name]) if _given(value.get(name)) else getattr(start, name)
                 for name in ("weight", "bias", "accum", "result")
             }
         )
@@ -131,7 +138,8 @@ class LayerConfig:
 
     def updated(self, values: dict[str, Any]) -> LayerConfig:
         """This config with an hls4ml-style layer section applied on top."""
-        known = {"Precision", "ReuseFactor", "Strategy", "ParallelizationFactor", "Trace", "LayerType"}
+        known = {"Precision", "ReuseFactor", "Strategy", "ParallelizationFactor", "Trace", "LayerType",
+                 "ChannelsLastConversion", "TransposeOutputs", "BramFactor", "TraceOutput", "ConvImplementation"}
         unknown = set(values) - known
         if unknown:
             raise ConfigError(f"unknown layer option(s) {sorted(unknown)}; supported: {', '.join(sorted(known))}")
@@ -176,11 +184,12 @@ class HLSConfig:
         """Read `{"Model": {...}, "LayerName": {...}}` (hls4ml's `hls_config`); other keys are rejected."""
         if not isinstance(config, dict):
             raise ConfigError("an hls4ml config must be a dict with a 'Model' section")
-        unknown = set(config) - {"Model", "LayerName", "LayerType", "IOType", "Part", "ClockPeriod", "Backend"}
+        unknown = set(config) - {"Model", "LayerName", "LayerType", "IOType", "Part", "ClockPeriod", "Backend",
+                                 "InputShape", "PytorchModel", "OutputDir", "ProjectName"}
         if unknown:
             raise ConfigError(f"unknown top-level hls4ml config key(s) {sorted(unknown)}; expected Model, LayerName")
         model_section = dict(config.get("Model", {}))
-        for ignored in ("TraceOutput", "BramFactor"):
+        for ignored in ("TraceOutput", "BramFactor", "ChannelsLastConversion", "TransposeOutputs"):
             model_section.pop(ignored, None)
         default = LayerConfig().updated(model_section)
         layers = {name: default.updated(section or {}) for name, section in config.get("LayerName", {}).items()}

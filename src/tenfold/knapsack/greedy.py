@@ -5,7 +5,9 @@ mu = 1, the Lagrangian solver reuses the same code with its multipliers. 0-1 mod
 aggregated cost; multiple-choice mode starts every group at its cheapest choice and climbs the group's upper
 convex hull (LP-dominance), taking upgrades by incremental value per incremental cost. A vectorised
 "take in order" pass gives every item/upgrade one try, so budget left by a misfit is filled by later ones.
-The LP bound of the aggregated (surrogate) constraint comes for free from the same ordering.
+The LP bound of the aggregated (surrogate) constraint comes for free from the same ordering. `solve_greedy`
+then prices the budgets with a few subgradient steps and reruns the greedy with those shadow prices as
+weights (uniform weights misjudge which budget is really scarce: ~1% from the optimum vs ~0.05%).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import time
 
 import numpy as np
 
-from tenfold.knapsack.problem import KnapsackProblem, Prepared, prepare
+from tenfold.knapsack.problem import InfeasibleBudgetError, KnapsackProblem, Prepared, prepare
+from tenfold.knapsack.relaxation import Relaxation
 from tenfold.knapsack.solution import KnapsackSolution, make_solution
 
 _TOL = 1e-12  # normalised slack allowed when deciding that an item fits (well inside FEASIBILITY_RTOL)
 _LOOP_BELOW = 32  # candidates left at which a plain Python loop beats another vectorised round
+_WINDOW = 1024  # candidates per cumulative-sum window after the first break
+PRICING_STEPS = 8  # subgradient steps estimating shadow prices for the second greedy pass
 
 
 def fits_all(usage: np.ndarray, remaining: np.ndarray) -> np.ndarray:
@@ -34,51 +39,53 @@ def take_in_order(deltas: np.ndarray, remaining: np.ndarray, gid: np.ndarray | N
     """Apply each column of `deltas` (resources × candidates) in order if it still fits `remaining`.
 
     Returns (applied mask, remaining). With `gid`, columns are chained upgrades of groups: once a group's
-    upgrade fails, its later ones are skipped. Vectorised by rounds: a cumulative sum applies the longest
-    prefix that fits, the first misfit is skipped, and columns that no longer fit on their own are dropped
-    before the next round.
+    upgrade fails, its later ones are skipped. Vectorised over windows: a cumulative sum applies the longest
+    prefix that fits, the first misfit is skipped and the next window starts right after it. The first window
+    spans everything (the first break is usually far in); later ones are short (breaks come quickly then).
     """
     k = deltas.shape[1]
     applied = np.zeros(k, dtype=bool)
     remaining = np.array(remaining, dtype=float)
     cut = np.full(n_groups, k) if gid is not None else None  # a chain is frozen from its first failure on
-    pos, sub = np.arange(k), deltas
-    while pos.size:
-        if pos.size <= _LOOP_BELOW:
-            for j, p in enumerate(pos):
+    i, window = 0, k
+    while i < k:
+        if k - i <= _LOOP_BELOW:
+            for p in range(i, k):
                 if cut is not None and p >= cut[gid[p]]:
                     continue
-                if (sub[:, j] <= remaining + _TOL).all():
+                if (deltas[:, p] <= remaining + _TOL).all():
                     applied[p] = True
-                    remaining -= sub[:, j]
+                    remaining -= deltas[:, p]
                 elif cut is not None:
                     cut[gid[p]] = p
             break
-        alone = fits_all(sub, remaining)
-        if not alone.all():
-            if cut is not None:  # with deltas >= 0 a misfit now is a misfit at its turn: its chain stops there
-                bad = pos[~alone]
-                np.minimum.at(cut, gid[bad], bad)
+        j = min(k, i + window)
+        block = deltas[:, i:j]
+        pos = np.arange(i, j)
+        if i:  # past the first break most candidates no longer fit on their own: drop them first
+            alone = fits_all(block, remaining)
+            if cut is not None:
+                # with deltas >= 0 a misfit now is a misfit at its turn, so its chain stops there
+                np.minimum.at(cut, gid[pos[~alone]], pos[~alone])
                 alone = pos < cut[gid[pos]]
-            pos, sub = pos[alone], sub[:, alone]
-            if not pos.size:
-                break
-        cum = np.cumsum(sub, axis=1)
+            if not alone.all():
+                pos, block = pos[alone], block[:, alone]
+        cum = np.cumsum(block, axis=1)
         ok = fits_all(cum, remaining)
         if ok.all():
             applied[pos] = True
-            remaining -= cum[:, -1]
-            break
+            if pos.size:
+                remaining -= cum[:, -1]
+            i, window = j, 2 * window  # a clean window: scan faster through the misfits
+            continue
         b = int(np.argmin(ok))
         applied[pos[:b]] = True
         if b:
             remaining -= cum[:, b - 1]
-        failed = pos[b]
-        pos, sub = pos[b + 1 :], sub[:, b + 1 :]
+        failed = int(pos[b])
         if cut is not None:
             cut[gid[failed]] = min(cut[gid[failed]], failed)
-            keep = pos < cut[gid[pos]]
-            pos, sub = pos[keep], sub[:, keep]
+        i, window = failed + 1, _WINDOW
     return applied, remaining
 
 
@@ -95,27 +102,35 @@ def dantzig_bound(values: np.ndarray, weights: np.ndarray, capacity: float) -> t
     bound = float(values[:b].sum())
     if b == values.size or weights[b] <= 0:
         return bound, 0.0
-    efficiency = float(values[b]) / float(weights[b])
-    return bound + efficiency * (capacity - (cum[b - 1] if b else 0.0)), efficiency
+    fraction = (capacity - (cum[b - 1] if b else 0.0)) / float(weights[b])  # in [0, 1): no overflow
+    with np.errstate(over="ignore"):
+        efficiency = float(values[b] / weights[b])
+    return bound + float(values[b]) * fraction, efficiency if np.isfinite(efficiency) else 0.0
 
 
 def efficiency_order(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Indices by value per weight, best first (zero weight counts as infinitely efficient)."""
-    efficiency = np.full(values.size, np.inf)
-    np.divide(values, weights, out=efficiency, where=weights > 0)
-    return np.argsort(-efficiency)
+    """Indices by value per weight, best first; zero-weight items (infinitely efficient) lead."""
+    costly = weights > 0
+    with np.errstate(over="ignore"):  # tiny weights: an overflow to inf still sorts first, as it should
+        if costly.all():
+            return np.argsort(-(values / weights))
+        rest = np.flatnonzero(costly)
+        return np.concatenate([np.flatnonzero(~costly), rest[np.argsort(-(values[rest] / weights[rest]))]])
 
 
 def greedy_01(prepared: Prepared, mu: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """0-1 greedy with resource weights `mu`; returns (selected, surrogate LP bound, multipliers)."""
     p = prepared
-    idx = np.flatnonzero(p.free)
-    values = p.values[idx]
-    weights = (mu @ p.norm)[idx]
+    weights = mu @ p.norm
+    if p.free.all():
+        idx, values = np.arange(p.values.size), p.values
+    else:
+        idx = np.flatnonzero(p.free)
+        values, weights = p.values[idx], weights[idx]
     order = efficiency_order(values, weights)
     idx, values, weights = idx[order], values[order], weights[order]
     residual = np.maximum(p.residual, 0.0)
-    applied, _ = take_in_order(p.norm[:, idx], residual)
+    applied, _ = take_in_order(np.take(p.norm, idx, axis=1), residual)
     selected = p.fixed.copy()
     selected[idx[applied]] = True
     bound, multiplier = dantzig_bound(values, weights, float(mu @ residual))
@@ -179,8 +194,9 @@ def greedy_mc(prepared: Prepared, mu: np.ndarray) -> tuple[np.ndarray, float, np
     src, dst, up_group = hull[:-1][link], hull[1:][link], group[:-1][link]
     gain = (values[1:] - values[:-1])[link]
     extra = (weights[1:] - weights[:-1])[link]
-    order = np.argsort(-(gain / extra), kind="stable")  # stable: a group's equal slopes keep chain order
-    deltas = p.norm[:, dst[order]] - p.norm[:, src[order]]
+    with np.errstate(over="ignore"):
+        order = np.argsort(-(gain / extra), kind="stable")  # stable: a group's equal slopes keep chain order
+    deltas = np.take(p.norm, dst[order], axis=1) - np.take(p.norm, src[order], axis=1)
     start_usage = p.norm[:, start].sum(axis=1)
     applied, _ = take_in_order(deltas, 1.0 - start_usage, up_group[order], p.n_groups)
     done = np.zeros(src.size, dtype=bool)
@@ -287,13 +303,52 @@ def repair(prepared: Prepared, selected: np.ndarray, max_steps: int | None = Non
     return selected
 
 
+def priced_pass(prepared: Prepared, selected: np.ndarray, lam: np.ndarray, steps: int = PRICING_STEPS,
+                relax: Relaxation | None = None) -> tuple[np.ndarray, float, np.ndarray]:
+    """Estimate each budget's shadow price with a few subgradient steps from `lam`, rerun the greedy with
+    those prices as weights, and keep the better selection; returns (selected, best Lagrangian bound, the
+    multipliers giving it).
+
+    Uniform weights misjudge which budget is scarce (a resource many items do not use is cheaper than its
+    share suggests); a handful of O(n) dual steps fixes most of that at the cost of one more greedy pass.
+    """
+    relax = relax if relax is not None else Relaxation(prepared)
+    value = float(prepared.values[selected].sum())
+    best_bound, best_lam = np.inf, lam
+    for _ in range(steps):
+        evaluation = relax.evaluate(lam)
+        if evaluation.bound < best_bound:
+            best_bound, best_lam = evaluation.bound, lam
+        norm2 = float(evaluation.slack @ evaluation.slack)
+        if norm2 <= 0:
+            break
+        lam = np.maximum(lam - (evaluation.bound - value) / norm2 * evaluation.slack, 0.0)
+    if best_lam.any():
+        try:
+            candidate = greedy(prepared, best_lam + 1e-3 * best_lam.max())[0]
+        except InfeasibleBudgetError as error:
+            if error.proven:
+                raise
+        else:
+            if float(prepared.values[candidate].sum()) > value:
+                selected = candidate
+    return selected, best_bound, best_lam
+
+
 def solve_greedy(problem: KnapsackProblem) -> KnapsackSolution:
-    """Efficiency-ordered greedy with a fill pass; milliseconds at 10^5 items, bound from the surrogate LP."""
+    """Efficiency-ordered greedy with a fill pass, rerun with estimated shadow prices as resource weights.
+
+    Milliseconds at 10^5 items; the bound is the better of the surrogate LP and the Lagrangian bounds seen.
+    """
     started = time.perf_counter()
     prepared = prepare(problem)
-    selected, bound, _ = greedy(prepared)
+    selected, bound, lam = greedy(prepared)
     value = float(problem.values[selected].sum())
+    if bound - value > 1e-12 * max(abs(bound), 1.0) and prepared.norm.shape[0]:
+        selected, dual_bound, _ = priced_pass(prepared, selected, lam)
+        bound = min(bound, dual_bound)
+        value = float(problem.values[selected].sum())
     optimal = bound - value <= 1e-12 * max(abs(bound), 1.0)
-    status = "optimal: meets the LP bound" if optimal else "greedy with fill pass; bound from the surrogate LP"
+    status = "optimal: meets its bound" if optimal else "greedy + priced greedy with fill passes; Lagrangian bound"
     return make_solution(prepared, selected, solver="greedy", started=started, status=status, upper_bound=bound,
                          optimal=optimal)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tenfold.errors import ConfigError
-from tenfold.knapsack.greedy import greedy, repair
+from tenfold.knapsack.greedy import greedy, priced_pass, repair
 from tenfold.knapsack.lp import lp_multipliers
 from tenfold.knapsack.problem import InfeasibleBudgetError, KnapsackProblem, Prepared, prepare
 from tenfold.knapsack.relaxation import Relaxation
@@ -24,7 +24,7 @@ PRIMAL_EVERY = 10  # subgradient iterations between two re-weighted greedy runs
 STALL = 5  # iterations without a better bound before the step size halves
 WARMUP = 10  # subgradient iterations before the core LP (a better start means a smaller core)
 PERTURBED_PRIMALS = 3  # seeded re-weighted greedy runs around the final multipliers
-REPAIR_STEPS = 200  # most drops/downgrades tried when repairing the relaxed selection at the final multipliers
+REPAIR_STEPS = 100  # most downgrades tried when repairing the relaxed multiple-choice selection
 
 
 @dataclass
@@ -99,6 +99,10 @@ def dual_search(prepared: Prepared, *, iterations: int = 200, gap_tolerance: flo
     try:
         selected, _, lam = greedy(prepared)
         s.offer(selected)
+        if m:  # what solve_greedy returns, so no solver built on this search does worse than the greedy
+            priced, _, priced_lam = priced_pass(prepared, selected, lam, relax=s.relax)
+            s.offer(priced)
+            s.price(priced_lam)
     except InfeasibleBudgetError as error:
         if error.proven:
             raise
@@ -110,8 +114,9 @@ def dual_search(prepared: Prepared, *, iterations: int = 200, gap_tolerance: flo
         lam_lp, lp_optimal = lp_multipliers(s.relax, s.lam, deadline=deadline)
         s.price(lam_lp)
     if not s.done(gap_tolerance) and not _late(deadline):
-        s.offer(repair(prepared, s.relax.selection(s.relax.evaluate(s.lam).chosen), max_steps=REPAIR_STEPS))
-        s.reweighted(s.lam)
+        s.reweighted(s.lam)  # 0-1: this is "drop the worst-ratio relaxed items, then fill", vectorised
+        if prepared.multiple_choice:  # downgrade the relaxed choices group by group instead
+            s.offer(repair(prepared, s.relax.selection(s.relax.evaluate(s.lam).chosen), max_steps=REPAIR_STEPS))
     if not lp_optimal:
         state.lam = s.lam.copy()
         state.run(iterations - state.iterations, gap_tolerance, deadline)

@@ -17,7 +17,7 @@ from scipy.optimize import linprog
 
 from tenfold.knapsack.relaxation import Relaxation
 
-CORE_SIZE = 2000  # items in the first core; doubled when the fixings make the core LP infeasible
+CORE_SIZE = 2000  # smallest first core; it grows with sqrt(n) and doubles whenever it has to move
 
 
 def lp_multipliers(relax: Relaxation, lam: np.ndarray, *, core_size: int = CORE_SIZE, rounds: int = 8,
@@ -28,20 +28,18 @@ def lp_multipliers(relax: Relaxation, lam: np.ndarray, *, core_size: int = CORE_
         return np.zeros(relax.norm.shape[0]), True
     tol = 1e-9 * max(float(np.abs(relax.values).max()), 1e-300)
     lam = np.maximum(np.asarray(lam, dtype=float), 0.0)
-    r = relax.reduced(lam)
     mc = relax.prepared.multiple_choice
-    size = min(n, core_size)
-    in_core = _core(relax, r, size)
+    size = min(n, max(core_size, int(8 * np.sqrt(n))))
+    in_core, ones = core_items(relax, lam, size)
     for _ in range(rounds):
         if deadline is not None and time.perf_counter() > deadline:
             break
-        ones = ~in_core & (r > 0)  # 0-1: outside items fixed by the sign of their reduced value
         solved = _solve_core_mc(relax, in_core) if mc else _solve_core_01(relax, in_core, ones)
-        if solved is None:  # the fixings overran a budget: widen the core
+        if solved is None:  # the fixings overran a budget: a wider core around the break
             if size >= n:
                 break
             size = min(n, 2 * size)
-            in_core |= _core(relax, r, size)
+            in_core, ones = core_items(relax, lam, size)
             continue
         lam = solved
         r = relax.reduced(lam)
@@ -50,28 +48,50 @@ def lp_multipliers(relax: Relaxation, lam: np.ndarray, *, core_size: int = CORE_
             wrong = ~in_core & (r > core_best[relax.group_pos] + tol)
         else:
             wrong = ~in_core & ((ones & (r < -tol)) | (~ones & (r > tol)))
-        if not wrong.any():
+        count = int(wrong.sum())
+        if count == 0:
             return lam, True
-        in_core |= wrong
+        if count <= size:  # a few wrong fixings: move them into the core
+            in_core |= wrong
+            ones &= ~wrong
+        else:  # the multipliers moved a lot: re-centre a wider core on the new break
+            size = min(n, 2 * size)
+            in_core, ones = core_items(relax, lam, size)
     return lam, False
 
 
-def _core(relax: Relaxation, r: np.ndarray, size: int) -> np.ndarray:
-    """The `size` items nearest the break (smallest |reduced value|, or smallest loss against the group best)."""
-    n = r.size
-    if relax.prepared.multiple_choice:
-        best = np.maximum.reduceat(r, relax.starts)
-        distance = best[relax.group_pos] - r
-    else:
-        distance = np.abs(r)
+def core_items(relax: Relaxation, lam: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(core, kept outside the core): the `size` items around the break of the efficiency order under lam.
+
+    0-1: items sorted by value per priced cost; the prefix before the window fits, so the core LP is feasible.
+    Multiple-choice: the choices losing least against their group's best reduced value (plus every group's
+    best), other choices are dropped.
+    """
+    n = relax.items.size
     in_core = np.zeros(n, dtype=bool)
+    ones = np.zeros(n, dtype=bool)
     if size >= n:
         in_core[:] = True
-    else:
+        return in_core, ones
+    if relax.prepared.multiple_choice:
+        r = relax.reduced(lam)
+        distance = np.maximum.reduceat(r, relax.starts)[relax.group_pos] - r
         in_core[np.argpartition(distance, size - 1)[:size]] = True
-    if relax.prepared.multiple_choice:  # every group keeps its current best choice
         in_core[distance <= 0] = True
-    return in_core
+        return in_core, ones
+    weights = (lam if lam.any() else np.ones_like(lam)) @ relax.norm
+    efficiency = np.full(n, np.inf)
+    with np.errstate(over="ignore"):
+        np.divide(relax.values, weights, out=efficiency, where=weights > 0)
+    order = np.argsort(-efficiency)
+    fits = np.ones(n, dtype=bool)
+    for row, limit in zip(np.cumsum(np.take(relax.norm, order, axis=1), axis=1), relax.rhs, strict=True):
+        fits &= row <= limit
+    brk = int(np.argmin(fits)) if not fits.all() else n
+    low = max(0, min(brk - size // 2, n - size))
+    in_core[order[low : low + size]] = True
+    ones[order[:low]] = True
+    return in_core, ones
 
 
 def _solve_core_01(relax: Relaxation, in_core: np.ndarray, ones: np.ndarray) -> np.ndarray | None:

@@ -44,7 +44,8 @@ class Relaxation:
             self.constant = float(p.values[p.fixed].sum())
         self.items = items
         self.values = p.values[items]
-        self.norm = np.ascontiguousarray(p.norm[:, items])
+        self.norm = p.norm if items.size == p.norm.shape[1] and (np.diff(items) > 0).all() else np.take(
+            p.norm, items, axis=1)
 
     def reduced(self, lam: np.ndarray) -> np.ndarray:
         """Reduced values v_i - lambda·a_i of the cached items."""
@@ -62,10 +63,12 @@ class Relaxation:
             first = np.r_[True, self.group_pos[hit][1:] != self.group_pos[hit][:-1]]
             local = hit[first]
             bound = float(lam @ self.rhs + best.sum())
+            slack = self.rhs - self.norm[:, local].sum(axis=1)
         else:
-            local = np.flatnonzero(r > 0)
+            take = r > 0
+            local = np.flatnonzero(take)
             bound = self.constant + float(lam @ self.rhs + r[local].sum())
-        slack = self.rhs - self.norm[:, local].sum(axis=1)
+            slack = self.rhs - self.norm @ take.astype(float)
         return Evaluation(bound, self.items[local], slack)
 
     def selection(self, chosen: np.ndarray) -> np.ndarray:

@@ -64,7 +64,7 @@ def make_solution(prepared: Prepared, selected: np.ndarray, *, solver: str, star
     problem = prepared.problem
     selected = np.asarray(selected, dtype=bool)
     value = float(problem.values[selected].sum())
-    used = problem.costs[selected].sum(axis=0)
+    used = selected.astype(float) @ problem.costs if problem.n_resources else np.zeros(0)
     if upper_bound is not None:
         upper_bound = max(float(upper_bound), value)  # a bound below a feasible value is float noise
     gap = relative_gap(value, upper_bound)

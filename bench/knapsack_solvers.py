@@ -70,23 +70,24 @@ def main() -> None:
                 solution = SOLVERS[solver](problem)
                 times.append(time.perf_counter() - started)
                 assert problem.is_feasible(solution.selected)
-            results[solver] = (statistics.median(times), solution)
-        bounds = [s.upper_bound for _, s in results.values() if s.upper_bound is not None]
+            results[solver] = (statistics.median(times), min(times), solution)
+        bounds = [s.upper_bound for _, _, s in results.values() if s.upper_bound is not None]
         best_bound = min(bounds)
-        for solver, (seconds, solution) in results.items():
+        for solver, (seconds, fastest, solution) in results.items():
             gap = max(best_bound - solution.value, 0.0) / abs(best_bound)
             label, check = TARGETS.get((solver, problem.n_items), ("", None))
             verdict = "" if check is None else f"{label}: {'met' if check(seconds, gap) else 'MISSED'}"
             records.append({"instance": name, "n_items": problem.n_items, "solver": solver,
-                            "median_seconds": seconds, "value": solution.value, "best_bound": best_bound,
+                            "median_seconds": seconds, "min_seconds": fastest, "value": solution.value,
+                            "best_bound": best_bound,
                             "gap_vs_best_bound": gap, "own_upper_bound": solution.upper_bound,
                             "own_gap": solution.gap, "optimal": solution.optimal, "status": solution.status,
                             "target": verdict})
-            rows.append([name, solver, _time(seconds), f"{solution.value:.6g}", f"{100 * gap:.4f}%",
+            rows.append([name, solver, _time(seconds), _time(fastest), f"{solution.value:.6g}", f"{100 * gap:.4f}%",
                          "—" if solution.gap is None else f"{100 * solution.gap:.4f}%",
                          "yes" if solution.optimal else "no", verdict])
-    headers = ["instance", "solver", f"median time ({RUNS} runs)", "value", "gap vs best bound", "own proven gap",
-               "optimal", "target"]
+    headers = ["instance", "solver", f"median time ({RUNS} runs)", "fastest run", "value", "gap vs best bound",
+               "own proven gap", "optimal", "target (on the median)"]
     table = markdown_table(headers, rows)
     load = (load_before, os.getloadavg()[0])
     notes = ("Instances: 4 resources (dsp, bram18, lut, ff), budgets at 30% of the unpruned total, seeded. "

@@ -150,3 +150,18 @@ def test_prune_writes_model_report_and_config(tmp_path):
 def test_prune_bad_budget_is_one_clear_line(tmp_path):
     result = run("prune", "jet_mlp", "--budget", "dsp<0.1", "--out", str(tmp_path / "o"), "--no-progress")
     assert result.returncode == 2 and "budget" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_checks_the_c_simulation(tmp_path):
+    pytest.importorskip("hls4ml")
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed to compile hls4ml's C simulation")
+    checkpoint = tmp_path / "jet.pt"
+    assert run("train", "jet_mlp", "--epochs", "3", "--out", str(checkpoint), "--no-progress").returncode == 0
+    result = run("export", str(checkpoint), "--out", str(tmp_path / "exp"), "--check", "--samples", "100")
+    assert result.returncode == 0, result.stderr
+    assert "bit-exact" in result.stdout
+    check = json.loads((tmp_path / "exp" / "check.json").read_text())
+    assert check["bit_exact"] and check["samples"] == 100

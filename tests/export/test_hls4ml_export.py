@@ -94,3 +94,15 @@ def test_unsupported_layer_and_missing_compiler(trained_mlp, tmp_path, monkeypat
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ExportError, match="g\\+\\+"):
         project.compile()
+
+
+@needs_gxx
+def test_mlp_on_image_inputs_is_bit_exact(digits, tmp_path):
+    _, images = digits
+    torch.manual_seed(0)
+    model = create("jet_mlp", in_features=64, num_classes=10, flatten=True)
+    fit(model, images.train, images.val, TrainConfig(epochs=3, lr=3e-3), progress=False)
+    config = make_config()
+    project, quantized = export_hls4ml(model.eval(), config, (1, 8, 8), tmp_path / "prj")
+    assert project.input_shape == (64,)  # the leading Flatten runs before the chip
+    assert check_bit_exact(project, quantized, config, images.test.tensors[0][:200]).bit_exact

@@ -62,6 +62,14 @@ def test_multiple_choice_cheapest_choices_over_budget():
     np.testing.assert_allclose(problem.minimum_usage(), [110.0, 2.0])
 
 
+def test_multiple_choice_group_without_any_fitting_choice():
+    problem = KnapsackProblem(values=[1.0, 2.0, 3.0, 4.0], costs=[[5, 1], [1, 5], [2, 2], [1, 1]], capacity=[3.0, 3.0],
+                              resource_names=("dsp", "lut"), groups=[0, 0, 1, 1])
+    with pytest.raises(InfeasibleBudgetError, match=r"group 0 exceeds the budget on its own \(item 0 needs dsp=5 > 3; "
+                       r"item 1 needs lut=5 > 3\)"):
+        solve(problem)
+
+
 def test_multiple_choice_joint_infeasibility_is_proven_by_highs():
     # each resource alone fits (min 1 + 1 per resource) but every combination overruns one of them
     problem = KnapsackProblem(values=[1.0, 1.0, 1.0, 1.0], costs=[[1, 9], [9, 1], [1, 9], [9, 1]],

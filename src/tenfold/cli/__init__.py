@@ -13,6 +13,7 @@ from tenfold.errors import TenfoldError
 def build_parser() -> argparse.ArgumentParser:
     from tenfold.cli.demo_cmd import add_demo_parser
     from tenfold.cli.estimate_cmd import add_estimate_parser
+    from tenfold.cli.export_cmd import add_export_parser
     from tenfold.cli.info_cmd import add_info_parsers
     from tenfold.cli.prune_cmd import add_prune_parser
     from tenfold.cli.train_cmd import add_evaluate_parser, add_train_parser
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     add_estimate_parser(subparsers)
     add_prune_parser(subparsers)
+    add_export_parser(subparsers)
     add_info_parsers(subparsers)
     return parser
 

@@ -8,6 +8,7 @@ values tenfold emulates — any remaining mismatch is a real arithmetic differen
 from __future__ import annotations
 
 import copy
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.fx as fx
 from torch import nn
 
 from tenfold.errors import ConfigError, TenfoldError
@@ -130,6 +132,7 @@ def export_hls4ml(
 
     remove_masks(model)
     quantize_weights_(model, config)
+    model, input_shape = _drop_leading_flatten(model, tuple(input_shape))
     hls_config = hls4ml_config(model, config, input_shape)
     output_dir = Path(output_dir)
     try:
@@ -154,6 +157,8 @@ def export_hls4ml(
 def check_bit_exact(project: Hls4mlProject, model: nn.Module, config: HLSConfig, inputs: torch.Tensor) -> CheckReport:
     """Compare hls4ml's C simulation with tenfold's emulation of the same grid-quantized model."""
     start = time.perf_counter()
+    if len(project.input_shape) == 1:
+        inputs = inputs.reshape(len(inputs), -1)
     expected = emulate(model, inputs, config).reshape(len(inputs), -1).numpy()
     simulated = project.predict(_channels_last(inputs).numpy())
     if simulated.shape != expected.shape:
@@ -167,6 +172,30 @@ def check_bit_exact(project: Hls4mlProject, model: nn.Module, config: HLSConfig,
         argmax_agreement=float((expected.argmax(axis=1) == simulated.argmax(axis=1)).mean()),
         seconds=time.perf_counter() - start,
     )
+
+
+def _drop_leading_flatten(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[nn.Module, tuple[int, ...]]:
+    """Feed flat inputs instead of flattening images on chip.
+
+    hls4ml 1.3 mis-orders a Flatten that directly follows a multi-dimensional *input* (it applies its
+    channels-last transpose to data that was never transposed, swapping height and width), so a model that
+    starts with Flatten is exported without it and takes the flattened sample, which is what the hardware
+    receives anyway.
+    """
+    if len(input_shape) < 2:
+        return model, input_shape
+    graph_module = fx.symbolic_trace(model)
+    placeholder = next(node for node in graph_module.graph.nodes if node.op == "placeholder")
+    users = list(placeholder.users)
+    if len(users) != 1 or users[0].op != "call_module":
+        return model, input_shape
+    first = graph_module.get_submodule(users[0].target)
+    if not isinstance(first, nn.Flatten) or first.start_dim != 1:
+        return model, input_shape
+    users[0].replace_all_uses_with(placeholder)
+    graph_module.graph.erase_node(users[0])
+    graph_module.recompile()
+    return graph_module, (math.prod(input_shape),)
 
 
 def _channels_last(inputs: torch.Tensor) -> torch.Tensor:

@@ -303,7 +303,7 @@ def repair(prepared: Prepared, selected: np.ndarray, max_steps: int | None = Non
     return selected
 
 
-def priced_pass(prepared: Prepared, selected: np.ndarray, lam: np.ndarray, steps: int = PRICING_STEPS,
+def priced_pass(prepared: Prepared, selected: np.ndarray, lam: np.ndarray, steps: int | None = None,
                 relax: Relaxation | None = None) -> tuple[np.ndarray, float, np.ndarray]:
     """Estimate each budget's shadow price with a few subgradient steps from `lam`, rerun the greedy with
     those prices as weights, and keep the better selection; returns (selected, best Lagrangian bound, the
@@ -315,7 +315,7 @@ def priced_pass(prepared: Prepared, selected: np.ndarray, lam: np.ndarray, steps
     relax = relax if relax is not None else Relaxation(prepared)
     value = float(prepared.values[selected].sum())
     best_bound, best_lam = np.inf, lam
-    for _ in range(steps):
+    for _ in range(PRICING_STEPS if steps is None else steps):
         evaluation = relax.evaluate(lam)
         if evaluation.bound < best_bound:
             best_bound, best_lam = evaluation.bound, lam

@@ -17,7 +17,7 @@ from tenfold.errors import ConfigError
 from tenfold.knapsack.greedy import greedy, priced_pass, repair
 from tenfold.knapsack.lp import lp_multipliers
 from tenfold.knapsack.problem import InfeasibleBudgetError, KnapsackProblem, Prepared, prepare
-from tenfold.knapsack.relaxation import Relaxation
+from tenfold.knapsack.relaxation import Evaluation, Relaxation
 from tenfold.knapsack.solution import KnapsackSolution, make_solution, relative_gap
 
 PRIMAL_EVERY = 10  # subgradient iterations between two re-weighted greedy runs
@@ -61,7 +61,7 @@ class _Search:
         if value > self.value:
             self.selected, self.value = selected, value
 
-    def price(self, lam: np.ndarray):
+    def price(self, lam: np.ndarray) -> Evaluation:
         """Evaluate L(lam); keep it if it is the best bound; offer the relaxed selection if it fits."""
         evaluation = self.relax.evaluate(lam)
         if evaluation.bound < self.bound:
@@ -107,7 +107,7 @@ def dual_search(prepared: Prepared, *, iterations: int = 200, gap_tolerance: flo
         if error.proven:
             raise
         lam = np.full(m, max(float(np.abs(prepared.values).max(initial=0.0)), 1.0))
-    state = _Subgradient(s, lam)
+    state = _Subgradient(s, s.lam if np.isfinite(s.bound) else lam)
     state.run(min(WARMUP, iterations), gap_tolerance, deadline)
     lp_optimal = False
     if m and not s.done(gap_tolerance) and not _late(deadline):

@@ -226,12 +226,15 @@ def prepare(problem: KnapsackProblem) -> Prepared:
     minimum = problem.minimum_usage()
     if (minimum > _limit(capacity)).any():
         raise InfeasibleBudgetError(minimum, capacity, problem.resource_names)
-    finite = np.isfinite(capacity)
-    positive = finite & (capacity > 0)
-    allowed = (costs[:, finite] <= _limit(capacity[finite])).all(axis=1)  # items that fit on their own
-    norm = np.ascontiguousarray((costs[:, positive] / capacity[positive]).T)
-    values = problem.values
     n = problem.n_items
+    finite = np.flatnonzero(np.isfinite(capacity))
+    positive = finite[capacity[finite] > 0]
+    columns = np.ascontiguousarray(costs.T[finite])  # resource-major: one contiguous pass per budget
+    allowed = np.ones(n, dtype=bool)  # items that fit on their own
+    for column, limit in zip(columns, _limit(capacity[finite]), strict=True):
+        allowed &= column <= limit
+    norm = columns[capacity[finite] > 0] / capacity[positive][:, None]
+    values = problem.values
     required = problem.required if problem.required is not None else np.zeros(n, dtype=bool)
     if problem.groups is None:
         costless = ~norm.any(axis=0) & allowed & (values >= 0)
@@ -246,12 +249,15 @@ def prepare(problem: KnapsackProblem) -> Prepared:
     empty = np.bincount(group[allowed], minlength=len(labels)) == 0
     if empty.any():
         names = _names(problem.resource_names, problem.n_resources)
-        label = labels[np.argmax(empty)]
-        mins = costs[group == np.argmax(empty)].min(axis=0)
-        over = ", ".join(f"{nm}: cheapest {m:g} > {c:g}" for nm, m, c in zip(names, mins, capacity, strict=True)
-                         if m > _limit(c)) or "each choice exceeds some budget"
+        bad = int(np.argmax(empty))
+        limit = _limit(capacity)
+        why = []
+        for item in np.flatnonzero(group == bad)[:4]:
+            over = [f"{nm}={c:g} > {cap:g}" for nm, c, cap, lim in zip(names, costs[item], capacity, limit, strict=True)
+                    if c > lim]
+            why.append(f"item {item} needs {', '.join(over) or 'a forced choice elsewhere'}")
         raise InfeasibleBudgetError(minimum, capacity, problem.resource_names,
-                                    f"budget infeasible: every choice in group {label} exceeds the budget on its own "
-                                    f"({over}); raise the budget or add cheaper choices to that group")
+                                    f"budget infeasible: every choice in group {labels[bad]} exceeds the budget on its "
+                                    f"own ({'; '.join(why)}); raise the budget or add cheaper choices to that group")
     none = np.zeros(n, dtype=bool)
     return Prepared(problem, values, norm, allowed, none, allowed.copy(), group.astype(np.int64), len(labels))

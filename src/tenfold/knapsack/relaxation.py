@@ -17,11 +17,17 @@ from tenfold.knapsack.problem import Prepared
 
 @dataclass
 class Evaluation:
-    """L(lambda), the relaxed selection as item indices, and the subgradient b - A x (budget left over)."""
+    """L(lambda), the relaxed selection and the subgradient b - A x (budget left over)."""
 
     bound: float
-    chosen: np.ndarray
     slack: np.ndarray
+    _items: np.ndarray
+    _local: np.ndarray  # positions into _items, or a boolean mask over them (0-1 mode)
+
+    @property
+    def chosen(self) -> np.ndarray:
+        """Item indices of the relaxed selection (computed on demand: most callers only need bound and slack)."""
+        return self._items[self._local]
 
 
 class Relaxation:
@@ -57,7 +63,7 @@ class Relaxation:
         r = self.reduced(lam)
         if self.prepared.multiple_choice:
             if not self.items.size:
-                return Evaluation(float(lam @ self.rhs), self.items, self.rhs.copy())
+                return Evaluation(float(lam @ self.rhs), self.rhs.copy(), self.items, self.items)
             best = np.maximum.reduceat(r, self.starts)
             hit = np.flatnonzero(r >= best[self.group_pos])
             first = np.r_[True, self.group_pos[hit][1:] != self.group_pos[hit][:-1]]
@@ -65,11 +71,10 @@ class Relaxation:
             bound = float(lam @ self.rhs + best.sum())
             slack = self.rhs - self.norm[:, local].sum(axis=1)
         else:
-            take = r > 0
-            local = np.flatnonzero(take)
-            bound = self.constant + float(lam @ self.rhs + r[local].sum())
-            slack = self.rhs - self.norm @ take.astype(float)
-        return Evaluation(bound, self.items[local], slack)
+            local = r > 0
+            bound = self.constant + float(lam @ self.rhs + np.maximum(r, 0.0).sum())
+            slack = self.rhs - self.norm @ local.astype(float)
+        return Evaluation(bound, slack, self.items, local)
 
     def selection(self, chosen: np.ndarray) -> np.ndarray:
         """A full boolean selection from relaxed item indices (plus the always-kept items)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,8 +77,13 @@ def test_demo_runs_and_reports(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "jet_mlp" in result.stdout and "lenet" in result.stdout and "test acc" in result.stdout
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
-    assert {row["model"] for row in report["models"]} == {"jet_mlp", "lenet"}
+    assert {row["model"] for row in report["models"]} == {"jet_mlp", "jet_mlp pruned", "lenet"}
     assert all(0.5 < row["test_accuracy"] <= 1.0 for row in report["models"])
+    pruned = next(row for row in report["models"] if row["model"] == "jet_mlp pruned")
+    baseline = next(row for row in report["models"] if row["model"] == "jet_mlp")
+    assert pruned["hardware"]["dsp"] < baseline["hardware"]["dsp"]
+    if shutil.which("g++"):
+        assert pruned["hardware"]["csim"] == "bit-exact" and "bit-exact" in result.stdout
     # a second run never clobbers the first
     again = run("demo", "--out", str(tmp_path / "demo"), "--epochs", "1", "--no-progress")
     assert again.returncode == 0 and (tmp_path / "demo-2" / "report.json").exists()
@@ -154,8 +160,6 @@ def test_prune_bad_budget_is_one_clear_line(tmp_path):
 
 def test_export_checks_the_c_simulation(tmp_path):
     pytest.importorskip("hls4ml")
-    import shutil
-
     if shutil.which("g++") is None:
         pytest.skip("g++ is needed to compile hls4ml's C simulation")
     checkpoint = tmp_path / "jet.pt"

@@ -50,6 +50,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(f"FPGA estimate: {config.device}, {config.precision}, {config.strategy} strategy, "
                   f"ReuseFactor {config.reuse_factor}, io_parallel, 5 ns clock (hls4ml's defaults)")
+    for row in result.models:
+        if "csim" in row.hardware:
+            samples = row.hardware.get("csim_samples")
+            console.print(f"hls4ml C simulation of {row.model} vs tenfold's bit-exact emulation"
+                          f"{f' on {samples} test images' if samples else ''}: [bold]{row.hardware['csim']}[/bold]")
     console.print(f"checkpoints and report: [bold]{result.out_dir}[/bold] (report: {result.report_path})")
     console.print(f"total time {result.seconds:.1f}s")
     return 0

@@ -54,7 +54,7 @@ class DemoModelResult:
     train_seconds: float
     epochs_run: int
     checkpoint: str
-    hardware: dict[str, float] = field(default_factory=dict)
+    hardware: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,6 +145,8 @@ def _prune_stage(config: DemoConfig, model, splits, hls, out_dir: Path, progress
     checkpoint = save_checkpoint(out_dir / f"{config.prune_model}_pruned.pt", pruned.model, metadata={
         "dataset": splits.name, "input_shape": list(splits.input_shape), "test_accuracy": test.accuracy,
         "budget": config.prune_budget})
+    hardware = cost.totals | {"latency_ns": cost.latency_ns, "latency_cycles": cost.latency_cycles}
+    hardware |= _export_stage(pruned.model, hls, splits, out_dir)
     saved = 1 - cost.totals["dsp"] / max(pruned.report.baseline_resources["dsp"], 1)
     return DemoModelResult(
         model=f"{config.prune_model} pruned",
@@ -155,8 +157,27 @@ def _prune_stage(config: DemoConfig, model, splits, hls, out_dir: Path, progress
         train_seconds=pruned.report.seconds,
         epochs_run=len(pruned.report.steps),
         checkpoint=str(checkpoint),
-        hardware=cost.totals | {"latency_ns": cost.latency_ns, "latency_cycles": cost.latency_cycles},
+        hardware=hardware,
     )
+
+
+def _export_stage(model, hls, splits, out_dir: Path) -> dict:
+    """Write the hls4ml project and compare its compiled C simulation with tenfold's emulation."""
+    import shutil
+
+    from tenfold.errors import TenfoldError
+    from tenfold.export import check_bit_exact, export_hls4ml
+
+    if shutil.which("g++") is None:
+        return {"csim": "skipped: g++ not found"}
+    try:
+        project, quantized = export_hls4ml(model.eval(), hls, splits.input_shape, out_dir / "hls4ml_prj")
+        check = check_bit_exact(project, quantized, hls, splits.test.tensors[0])
+    except TenfoldError as exc:
+        return {"csim": f"failed: {exc}"}
+    atomic_write_json(out_dir / "csim_check.json", check.__dict__ | {"bit_exact": check.bit_exact})
+    return {"csim": "bit-exact" if check.bit_exact else f"{check.mismatched_values} mismatches",
+            "csim_samples": check.samples, "csim_compile_seconds": project.compile_seconds}
 
 
 def _describe(model: torch.nn.Module) -> str:

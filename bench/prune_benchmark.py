@@ -132,15 +132,21 @@ def main() -> None:
                              f"{base_cost.totals['bram18']:,.0f} → {cost.totals['bram18']:,.0f}",
                              f"{100 * bram_red:.1f}%", f"{100 * sparsity(pruned):.1f}%", f"{seconds:.0f}s"])
                 print(rows[-1], flush=True)
-    headers = ["model / data", "HLS", "method", "test acc before", "test acc after", "val drop (pts)", "DSP",
-               "DSP saved", "BRAM18", "BRAM18 saved", "sparsity", "time"]
-    table = markdown_table(headers, rows)
-    note = ("Budgets: Resource 'dsp<=0.05x,bram<=0.15x' (dap-like: 'dsp<=0.05x', it cannot target BRAM at 16 bits), "
-            "Latency 'dsp<=0.05x'; tolerance 1% absolute validation accuracy; the pruner stops at the last step "
-            "within tolerance, so a budget may be missed. Unstructured pruning is taken to tenfold's final sparsity.")
+            _write(args, steps, finetune, records, rows)  # partial results survive an interrupted run
+    print(markdown_table(HEADERS, rows))
+
+
+HEADERS = ["model / data", "HLS", "method", "test acc before", "test acc after", "val drop (pts)", "DSP", "DSP saved",
+           "BRAM18", "BRAM18 saved", "sparsity", "time"]
+NOTE = ("Budgets: Resource 'dsp<=0.05x,bram<=0.15x' (dap-like: 'dsp<=0.05x', it cannot target BRAM at 16 bits), "
+        "Latency 'dsp<=0.05x'; tolerance 1% absolute validation accuracy; the pruner stops at the last step "
+        "within tolerance, so a budget may be missed. Unstructured pruning is taken to tenfold's final sparsity.")
+
+
+def _write(args, steps, finetune, records, rows) -> None:
     write_results("prune_benchmark", {"quick": args.quick, "steps": steps, "finetune": dataclasses.asdict(finetune),
-                                      "records": records}, "# Pruning benchmark\n\n" + note + "\n\n" + table)
-    print(table)
+                                      "records": records},
+                  "# Pruning benchmark\n\n" + NOTE + "\n\n" + markdown_table(HEADERS, rows))
 
 
 if __name__ == "__main__":

@@ -55,3 +55,46 @@ def build_model(source: str, splits, pretrained: Path | None) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device --precision --reuse --strategy --io --clock --config: the FPGA and hls4ml settings."""
+    group = parser.add_argument_group("FPGA and hls4ml settings")
+    group.add_argument("--device", default="xcvu13p", help="FPGA part or board (default xcvu13p, hls4ml's)")
+    group.add_argument("--precision", default="fixed<16,6>", help="default precision (hls4ml string)")
+    group.add_argument("--reuse", type=int, default=1, help="ReuseFactor for every layer (default 1)")
+    group.add_argument("--strategy", default="Latency", help="Latency, Resource or resource_unrolled")
+    group.add_argument("--io", default="io_parallel", help="io_parallel or io_stream")
+    group.add_argument("--clock", type=float, default=5.0, help="clock period in ns (default 5)")
+    group.add_argument("--config", type=Path, default=None, help="hls4ml-style config (YAML or JSON)")
+
+
+def read_hls4ml_config(path: Path) -> dict[str, Any]:
+    """An hls4ml-style config file (YAML or JSON); its HLSConfig section if it has one."""
+    import yaml
+
+    from tenfold.errors import ConfigError
+
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping with a 'Model' section (hls4ml's hls_config)")
+    return loaded.get("HLSConfig", loaded)
+
+
+def hls_config_from_args(args: argparse.Namespace, model: nn.Module | None = None,
+                         input_shape: tuple[int, ...] | None = None, *, nearest_reuse: bool = True):
+    """The HLSConfig the hardware options describe; without --config, each layer gets the nearest valid RF."""
+    from tenfold.hardware import make_config
+    from tenfold.hardware.estimate import uniform_reuse_config
+
+    config = make_config(device=args.device, precision=args.precision, reuse_factor=args.reuse,
+                         strategy=args.strategy, io_type=args.io, clock_period_ns=args.clock,
+                         hls4ml_config=read_hls4ml_config(args.config) if args.config else None)
+    if nearest_reuse and args.config is None and model is not None and input_shape is not None:
+        config = uniform_reuse_config(config, model, input_shape)
+    return config

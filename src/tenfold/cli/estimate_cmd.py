@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.table import Table
 
-from tenfold.cli.common import console
+from tenfold.cli.common import add_hardware_arguments, console, hls_config_from_args
 from tenfold.errors import ConfigError
 
 
@@ -24,13 +23,7 @@ def add_estimate_parser(subparsers) -> None:
     parser.add_argument("model", help="zoo name (e.g. jet_mlp, resnet20) or a tenfold checkpoint file")
     parser.add_argument("--pretrained", type=Path, default=None, help="weights for a zoo model")
     parser.add_argument("--input-shape", default=None, help="per-sample input shape, e.g. 16 or 3,32,32")
-    parser.add_argument("--device", default="xcvu13p", help="FPGA part or board (default xcvu13p, hls4ml's)")
-    parser.add_argument("--precision", default="fixed<16,6>", help="default precision (hls4ml string)")
-    parser.add_argument("--reuse", type=int, default=1, help="ReuseFactor for every layer (default 1)")
-    parser.add_argument("--strategy", default="Latency", help="Latency, Resource or resource_unrolled")
-    parser.add_argument("--io", default="io_parallel", help="io_parallel or io_stream")
-    parser.add_argument("--clock", type=float, default=5.0, help="clock period in ns (default 5)")
-    parser.add_argument("--config", type=Path, default=None, help="hls4ml-style config (YAML or JSON)")
+    add_hardware_arguments(parser)
     parser.add_argument("--nearest-reuse", action="store_true",
                         help="use the nearest valid ReuseFactor per layer instead of failing on invalid ones")
     parser.add_argument("--report", type=Path, default=None,
@@ -49,21 +42,8 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} must hold a mapping with a 'Model' section (hls4ml's hls_config)")
-    return loaded.get("HLSConfig", loaded)
-
-
 def run_estimate(args: argparse.Namespace) -> int:
-    from tenfold.hardware import estimate, load_report, make_config
-    from tenfold.hardware.estimate import uniform_reuse_config
+    from tenfold.hardware import estimate, load_report
     from tenfold.hardware.reports import compare
     from tenfold.models import default_input_shape
     from tenfold.train import load_checkpoint, load_model
@@ -76,11 +56,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     shape = shape or default_input_shape(model)
     if shape is None:
         raise ConfigError("cannot tell the model's input shape; pass --input-shape, e.g. --input-shape 3,32,32")
-    config = make_config(device=args.device, precision=args.precision, reuse_factor=args.reuse,
-                         strategy=args.strategy, io_type=args.io, clock_period_ns=args.clock,
-                         hls4ml_config=_read_config(args.config) if args.config else None)
-    if args.nearest_reuse:
-        config = uniform_reuse_config(config, model, shape)
+    config = hls_config_from_args(args, model, shape, nearest_reuse=args.nearest_reuse)
     cost = estimate(model, shape, config)
     comparison = compare(cost.to_dict(), load_report(args.report)) if args.report else None
     if args.json:

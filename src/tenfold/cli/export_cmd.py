@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tenfold.cli.common import add_data_arguments, build_model, console, load_data_from_args
-from tenfold.cli.estimate_cmd import _read_config
+from tenfold.cli.common import (
+    add_data_arguments,
+    add_hardware_arguments,
+    build_model,
+    console,
+    hls_config_from_args,
+    load_data_from_args,
+)
 from tenfold.errors import ConfigError
 from tenfold.io import atomic_write_json, ensure_not_input
 
@@ -23,12 +29,7 @@ def add_export_parser(subparsers) -> None:
     parser.add_argument("--to", default="hls4ml", choices=["hls4ml"], help="target (hls4ml)")
     parser.add_argument("--out", type=Path, required=True, help="project folder (refused if not empty)")
     parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--device", default="xcvu13p")
-    parser.add_argument("--precision", default="fixed<16,6>")
-    parser.add_argument("--reuse", type=int, default=1)
-    parser.add_argument("--strategy", default="Latency")
-    parser.add_argument("--io", default="io_parallel")
-    parser.add_argument("--config", type=Path, default=None, help="hls4ml-style config (YAML/JSON)")
+    add_hardware_arguments(parser)
     parser.add_argument("--check", action="store_true", help="compare the C simulation with tenfold's emulation")
     parser.add_argument("--samples", type=int, default=500, help="test samples used by --check")
     add_data_arguments(parser)
@@ -38,8 +39,6 @@ def add_export_parser(subparsers) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from tenfold.export import check_bit_exact, export_hls4ml
-    from tenfold.hardware import make_config
-    from tenfold.hardware.estimate import uniform_reuse_config
     from tenfold.pipeline import prepare_output_dir
 
     ensure_not_input(args.out, [args.model, args.pretrained, args.data_path], what="--out")
@@ -48,11 +47,7 @@ def run_export(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
     splits = load_data_from_args(args)
     model = build_model(args.model, splits, args.pretrained).eval()
-    config = make_config(device=args.device, precision=args.precision, reuse_factor=args.reuse,
-                         strategy=args.strategy, io_type=args.io,
-                         hls4ml_config=_read_config(args.config) if args.config else None)
-    if args.config is None:
-        config = uniform_reuse_config(config, model, splits.input_shape)
+    config = hls_config_from_args(args, model, splits.input_shape)
     project, quantized = export_hls4ml(model, config, splits.input_shape, out / "hls4ml_prj", compile=args.check)
     atomic_write_json(out / "hls4ml_config.json", project.hls_config)
     console.print(f"hls4ml project written to [bold]{project.output_dir}[/bold]")

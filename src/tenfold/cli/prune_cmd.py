@@ -8,8 +8,14 @@ from pathlib import Path
 
 from rich.table import Table
 
-from tenfold.cli.common import add_data_arguments, build_model, console, load_data_from_args
-from tenfold.cli.estimate_cmd import _read_config
+from tenfold.cli.common import (
+    add_data_arguments,
+    add_hardware_arguments,
+    build_model,
+    console,
+    hls_config_from_args,
+    load_data_from_args,
+)
 from tenfold.io import atomic_write_json, atomic_write_text, ensure_not_input
 
 
@@ -35,12 +41,7 @@ def add_prune_parser(subparsers) -> None:
     parser.add_argument("--regularization", type=float, default=0.0, help="group-lasso strength on the structures")
     parser.add_argument("--rewind", action="store_true", help="rewind surviving weights to the unpruned values")
     parser.add_argument("--solver", default="auto", choices=["auto", "exact", "greedy", "lagrangian"])
-    parser.add_argument("--device", default="xcvu13p")
-    parser.add_argument("--precision", default="fixed<16,6>")
-    parser.add_argument("--reuse", type=int, default=1)
-    parser.add_argument("--strategy", default="Latency")
-    parser.add_argument("--io", default="io_parallel")
-    parser.add_argument("--config", type=Path, default=None, help="hls4ml-style config (YAML/JSON)")
+    add_hardware_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="output folder (refused if not empty)")
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
@@ -50,8 +51,6 @@ def add_prune_parser(subparsers) -> None:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from tenfold.hardware import make_config
-    from tenfold.hardware.estimate import uniform_reuse_config
     from tenfold.pipeline import prepare_output_dir
     from tenfold.prune import PruneConfig, Pruner, shrink
     from tenfold.train import TrainConfig, evaluate, save_checkpoint
@@ -66,10 +65,7 @@ def run_prune(args: argparse.Namespace) -> int:
     out = args.out if args.resume else prepare_output_dir(args.out, overwrite=args.overwrite)
     splits = load_data_from_args(args)
     model = build_model(args.model, splits, args.pretrained)
-    hls = make_config(device=args.device, precision=args.precision, reuse_factor=args.reuse, strategy=args.strategy,
-                      io_type=args.io, hls4ml_config=_read_config(args.config) if args.config else None)
-    if args.config is None:
-        hls = uniform_reuse_config(hls, model, splits.input_shape)
+    hls = hls_config_from_args(args, model, splits.input_shape)
     result = Pruner(prune_config, hls, splits.input_shape).fit(
         model, splits.train, splits.val, checkpoint_dir=out, resume=args.resume, progress=not args.no_progress)
     report = result.report

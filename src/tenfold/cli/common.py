@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from torch import nn
 
-console = Console()
+# tables stay readable when output goes to a file or CI log (rich would fall back to 80 columns)
+console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=160)
 err_console = Console(stderr=True)
 
 

@@ -140,7 +140,7 @@ def _per_layer(cost: ModelCost) -> dict[str, dict[str, float]]:
             for layer in cost.layers if layer.n_weights}
 
 
-def _resources(cost: ModelCost, model: nn.Module) -> dict[str, float]:
+def _resources(cost: ModelCost) -> dict[str, float]:
     totals = dict(cost.totals)
     totals["params"] = float(sum(layer.n_nonzero for layer in cost.layers))
     return totals
@@ -211,7 +211,7 @@ class Pruner:
                 budget=self.budget.describe(),
                 limits={limit.describe(): capacity for limit, capacity in resolved},
                 baseline_accuracy=baseline_accuracy,
-                baseline_resources=_resources(baseline_cost, model),
+                baseline_resources=_resources(baseline_cost),
                 baseline_per_layer=_per_layer(baseline_cost),
                 skipped_layers=dict(structures0.skipped),
             )
@@ -237,7 +237,7 @@ class Pruner:
         model.load_state_dict(accepted_state)
         final_cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
         report.final_accuracy = evaluate(model, val_data).accuracy
-        report.final_resources = _resources(final_cost, model)
+        report.final_resources = _resources(final_cost)
         report.final_per_layer = _per_layer(final_cost)
         report.met_budget = all(_layer_use(final_cost, limit) <= capacity + 1e-6 for limit, capacity in resolved)
         report.seconds = time.perf_counter() - started
@@ -286,7 +286,7 @@ class Pruner:
             targets=targets,
             accepted=False,
             val_accuracy=evaluate(model, val_data).accuracy,
-            resources=_resources(cost, model),
+            resources=_resources(cost),
             per_layer=_per_layer(cost),
             sparsity=sparsity(model),
             kept=int(solution.selected.sum()),
@@ -332,10 +332,8 @@ class Pruner:
                     column.sum())
                 fixed = max(layer_total - column.sum(), 0.0)
             if self.config.uniform_costs:  # hls4ml DAP's assumption: every structure costs the same
-                total = column.sum() + fixed
-                alive = column > 0
-                column = np.where(np.isin(layer_of_item, np.unique(layer_of_item)), total / max(len(column), 1), 0.0)
-                column = np.where(alive | (values > 0), column, 0.0)
+                share = (column.sum() + fixed) / max(len(column), 1)
+                column = np.where((column > 0) | (values > 0), share, 0.0)
                 fixed = 0.0
             columns.append(column)
             capacity.append(max(target - fixed, 0.0))

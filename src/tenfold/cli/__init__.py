@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tenfold.cli.export_cmd import add_export_parser
     from tenfold.cli.info_cmd import add_info_parsers
     from tenfold.cli.prune_cmd import add_prune_parser
+    from tenfold.cli.run_cmd import add_run_parser
     from tenfold.cli.train_cmd import add_evaluate_parser, add_train_parser
 
     parser = argparse.ArgumentParser(
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     add_estimate_parser(subparsers)
     add_prune_parser(subparsers)
+    add_run_parser(subparsers)
     add_export_parser(subparsers)
     add_info_parsers(subparsers)
     return parser

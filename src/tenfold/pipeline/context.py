@@ -1,0 +1,124 @@
+"""Everything a run's stages share: data, the starting model, the HLS config, the progress display."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tenfold.pipeline.config import RunConfig
+from tenfold.report import Snapshot
+
+
+@dataclass
+class RunContext:
+    """Read-only inputs of the stages."""
+
+    config: RunConfig
+    splits: Any
+    model: nn.Module
+    hls_config: Any
+    input_shape: tuple[int, ...]
+    out_dir: Path
+    progress: Any
+    baseline_cost: Any = None
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    def finetune_config(self):
+        return self.config.finetune.to_train_config(self.seed)
+
+
+def prepare_context(config: RunConfig, out_dir: Path, *, progress: Any = True) -> RunContext:
+    """Load the data, build (and if asked, train) the model, and make the HLS config for it."""
+    from tenfold.data import load_dataset
+    from tenfold.hardware import estimate
+    from tenfold.train.progress import RichProgressReporter
+
+    if progress is True:
+        progress = RichProgressReporter(log_lines=False)
+    data = config.data
+    kwargs: dict[str, Any] = {"seed": config.seed, "val_fraction": data.val_fraction} | data.options
+    if data.max_train is not None:
+        kwargs["max_train"] = data.max_train
+    if data.max_test is not None:
+        kwargs["max_test"] = data.max_test
+    splits = load_dataset(data.name, data.path, **kwargs)
+    model = _build_model(config, splits)
+    if config.train is not None:
+        from tenfold.train import fit
+
+        torch.manual_seed(config.seed)
+        fit(model, splits.train, splits.val, config.train.to_train_config(config.seed), progress=progress)
+    hls = _hls_config(config, model, splits.input_shape)
+    ctx = RunContext(config=config, splits=splits, model=model, hls_config=hls, input_shape=splits.input_shape,
+                     out_dir=out_dir, progress=progress)
+    ctx.baseline_cost = estimate(model, splits.input_shape, hls)
+    return ctx
+
+
+def _build_model(config: RunConfig, splits) -> nn.Module:
+    from tenfold.models import kwargs_for_data
+    from tenfold.train import load_model
+
+    section = config.model
+    if section.checkpoint is not None:
+        return load_model(Path(section.checkpoint))
+    torch.manual_seed(config.seed)
+    kwargs = kwargs_for_data(section.name, splits.input_shape, splits.num_classes) | section.options
+    return load_model(section.name, pretrained=section.pretrained, **kwargs)
+
+
+def _hls_config(config: RunConfig, model: nn.Module, input_shape: tuple[int, ...]):
+    from tenfold.hardware import make_config
+    from tenfold.hardware.estimate import uniform_reuse_config
+
+    hw = config.hardware
+    explicit = _read_hls4ml(Path(hw.hls4ml_config)) if hw.hls4ml_config else None
+    hls = make_config(device=hw.device, precision=hw.precision, reuse_factor=hw.reuse_factor, strategy=hw.strategy,
+                      io_type=hw.io_type, clock_period_ns=hw.clock_period_ns, hls4ml_config=explicit)
+    return hls if explicit else uniform_reuse_config(hls, model, input_shape)
+
+
+def budget_met(ctx: RunContext, budget: str, snapshot: Snapshot) -> tuple[dict[str, float], bool]:
+    """Resolve the budget against the baseline and check the snapshot against every limit."""
+    from tenfold.prune import Budget
+
+    baseline = ctx.baseline_cost
+    params = {layer.name: layer.n_nonzero for layer in baseline.layers if layer.n_weights}
+    resolved = Budget.parse(budget).resolve(baseline, params)
+    layers = {layer.name: layer for layer in snapshot.layers}
+    limits, met = {}, True
+    for limit, capacity in resolved:
+        limits[limit.describe()] = capacity
+        if limit.resource == "params":
+            use = layers[limit.layer].stored_parameters if limit.layer else sum(
+                layer.stored_parameters for layer in snapshot.layers)
+        elif limit.layer:
+            use = getattr(layers[limit.layer], limit.resource)
+        else:
+            use = snapshot.totals[limit.resource]
+        met = met and use <= capacity + 1e-6
+    return limits, met
+
+
+def _read_hls4ml(path: Path) -> dict[str, Any]:
+    """An hls4ml-style config file (YAML or JSON); its HLSConfig section when it has one."""
+    import yaml
+
+    from tenfold.errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"hardware.hls4ml_config: {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"hardware.hls4ml_config: cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"hardware.hls4ml_config: {path} must hold a mapping with a 'Model' section")
+    return loaded.get("HLSConfig", loaded)

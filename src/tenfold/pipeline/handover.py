@@ -18,8 +18,9 @@ def plain_model(model: nn.Module) -> nn.Module:
     import copy
 
     from tenfold.prune import remove_masks
+    from tenfold.prune.masks import refresh_masked_weights
 
-    plain = copy.deepcopy(model)
+    plain = copy.deepcopy(refresh_masked_weights(model))
     try:
         from tenfold.decompose import materialize
     except ImportError:  # pragma: no cover - decomposition layers not installed in this build

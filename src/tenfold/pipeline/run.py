@@ -34,6 +34,7 @@ class RunResult:
     hls_config: Any
     report: RunReport
     out_dir: Path
+    input_shape: tuple[int, ...] = ()
 
 
 def run(config: RunConfig, out_dir: str | Path, *, overwrite: bool = False, resume: bool = False,
@@ -75,7 +76,7 @@ def run(config: RunConfig, out_dir: str | Path, *, overwrite: bool = False, resu
     report.seconds = time.perf_counter() - started + state.get("seconds", 0.0)
     atomic_write_json(out_dir / "report.json", report.to_dict())
     atomic_write_text(out_dir / "report.md", render_markdown(report))
-    return RunResult(model=model, hls_config=hls, report=report, out_dir=out_dir)
+    return RunResult(model=model, hls_config=hls, report=report, out_dir=out_dir, input_shape=ctx.input_shape)
 
 
 def stage_names(config: RunConfig) -> list[str]:

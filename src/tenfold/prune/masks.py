@@ -80,6 +80,20 @@ def ensure_mask_buffers(model: nn.Module, state_dict: dict[str, torch.Tensor]) -
         module = modules.get(name)
         if module is not None and not hasattr(module, f"{param}_mask"):
             torch_prune.custom_from_mask(module, param, torch.ones_like(value))
+    refresh_masked_weights(model)
+
+
+def refresh_masked_weights(model: nn.Module) -> nn.Module:
+    """Recompute every masked `weight = weight_orig * weight_mask` outside autograd.
+
+    torch.nn.utils.prune stores the product as a plain attribute; made with gradients on (a training forward,
+    or creating the mask), it is a non-leaf tensor, which `copy.deepcopy` refuses. Also brings the attribute up
+    to date after `load_state_dict`.
+    """
+    with torch.no_grad():
+        for module, param in masked_parameters(model):
+            setattr(module, param, getattr(module, f"{param}_orig") * getattr(module, f"{param}_mask"))
+    return model
 
 
 def remove_masks(model: nn.Module) -> nn.Module:

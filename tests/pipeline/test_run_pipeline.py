@@ -1,0 +1,85 @@
+"""`tenfold run` end to end on digits: outputs, report, plots, resume and overwrite protection."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from tenfold.errors import ConfigError
+from tenfold.pipeline.config import run_config_from_dict
+from tenfold.pipeline.run import run
+
+RECIPE = {
+    "model": {"name": "jet_mlp"},
+    "data": {"name": "digits"},
+    "train": {"epochs": 8, "lr": 0.003},
+    "budget": "dsp<=0.5x",
+    "tolerance": 0.05,
+    "methods": ["prune"],
+    "prune": {"steps": 2},
+    "finetune": {"epochs": 1},
+    "export": {"hls4ml": shutil.which("g++") is not None, "check_samples": 20},
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    return run(run_config_from_dict(RECIPE), out, progress=False)
+
+
+def test_run_writes_model_report_and_plots(finished):
+    out = finished.out_dir
+    for name in ("model.pt", "hls4ml_config.json", "report.json", "report.md", "layer_resources.png", "pareto.png",
+                 "rank_sparsity.png"):
+        assert (out / name).stat().st_size > 0, name
+    report = json.loads((out / "report.json").read_text())
+    assert report["snapshots"][0]["label"] == "baseline"
+    assert report["snapshots"][-1]["label"] == "prune"
+    assert report["reduction"]["dsp"] > 0.2  # the pruner removed a real share of the multipliers
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    text = (out / "report.md").read_text()
+    assert "| DSP |" in text and "## Layers" in text
+
+
+def test_final_snapshot_matches_saved_model(finished):
+    from tenfold.hardware import estimate
+    from tenfold.train import load_model
+
+    model = load_model(finished.out_dir / "model.pt")
+    totals = estimate(model, finished.input_shape, finished.hls_config).totals
+    assert totals["dsp"] == pytest.approx(finished.report.final.totals["dsp"])
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is needed for hls4ml's C simulation")
+def test_export_is_bit_exact(finished):
+    assert finished.report.export["csim"] == "bit-exact"
+
+
+def test_output_folder_is_not_overwritten(finished):
+    with pytest.raises(ConfigError, match="not empty"):
+        run(run_config_from_dict(RECIPE), finished.out_dir, progress=False)
+
+
+def test_resume_finishes_from_saved_stage(tmp_path, finished):
+    out = tmp_path / "resumed"
+    shutil.copytree(finished.out_dir, out)
+    state = json.loads((out / "run_state.json").read_text())
+    assert state["done"] == ["baseline", "prune"]
+    for name in ("report.json", "model.pt"):
+        (out / name).unlink()
+    config = run_config_from_dict(RECIPE | {"export": {"hls4ml": False}})
+    resumed = run(config, out, resume=True, progress=False)
+    assert resumed.report.final.totals == finished.report.final.totals
+    assert resumed.report.final.val_accuracy == finished.report.final.val_accuracy
+    first = dict(finished.model.state_dict())
+    for key, value in resumed.model.state_dict().items():
+        assert torch.equal(value, first[key]), key
+
+
+def test_resume_without_state_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        run(run_config_from_dict(RECIPE), tmp_path / "empty", resume=True, progress=False)

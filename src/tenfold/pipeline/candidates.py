@@ -1,0 +1,233 @@
+"""Per-layer candidate actions for joint compression, each priced by the hardware model and valued by the loss.
+
+An action changes one layer only: keep it, prune its DSP patterns to a level, decompose it at a rank with
+fixed-point factors, lower its weight precision, or prune *and* lower the precision. Its cost is the layer's
+resource vector after the action (the hardware model re-prices the changed weights and HLS settings; a
+decomposed layer adds the on-chip regeneration kernel and stores factors instead of weights); its value is
+the loss increase measured on a few fixed training batches with only that layer changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+RESOURCE_KEYS = ("dsp", "bram18", "lut", "ff", "params")
+
+
+@dataclass
+class Action:
+    """One way to treat one layer, with what it costs and what it loses."""
+
+    layer: str
+    kind: str  # keep | prune | precision | prune+precision | decompose
+    prune_level: float | None = None
+    width: int | None = None
+    rank: int | None = None
+    cost: dict[str, float] = field(default_factory=dict)
+    loss_increase: float = 0.0
+    mask: torch.Tensor | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        parts = {"keep": "keep"}
+        if self.kind == "keep":
+            return "keep"
+        text = []
+        if self.prune_level is not None:
+            text.append(f"prune {100 * self.prune_level:.0f}%")
+        if self.width is not None:
+            text.append(f"{self.width}-bit weights")
+        if self.rank is not None:
+            text.append(f"CP rank {self.rank}")
+        return parts.get(self.kind, ", ".join(text))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "mask"} | {"action": self.describe()}
+
+
+class LossProbe:
+    """Loss on a fixed set of training batches; the same batches for every candidate keeps values comparable."""
+
+    def __init__(self, model: nn.Module, data, batches: int, batch_size: int = 128, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        x, y = data.tensors[0], data.tensors[1]
+        order = torch.randperm(len(x), generator=generator)[: batches * batch_size]
+        self.inputs, self.targets = x[order], y[order]
+        self.model = model
+        self.baseline = self.loss()
+
+    @torch.no_grad()
+    def loss(self) -> float:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return float(nn.functional.cross_entropy(self.model(self.inputs), self.targets))
+        finally:
+            self.model.train(was_training)
+
+    def increase_with(self, module: nn.Module, weight: torch.Tensor) -> float:
+        """Loss increase with `module.weight` temporarily replaced by `weight` (restored exactly)."""
+        parameter = _weight_tensor(module)
+        saved = parameter.detach().clone()
+        try:
+            with torch.no_grad():
+                parameter.copy_(weight)
+                _sync_masked(module)
+            return self.loss() - self.baseline
+        finally:
+            with torch.no_grad():
+                parameter.copy_(saved)
+                _sync_masked(module)
+
+
+def _weight_tensor(module: nn.Module) -> torch.Tensor:
+    """The stored weight (the `_orig` parameter when a pruning mask sits on it)."""
+    return module.weight_orig if hasattr(module, "weight_orig") else module.weight
+
+
+def _sync_masked(module: nn.Module) -> None:
+    if hasattr(module, "weight_orig"):
+        module.weight = module.weight_orig * module.weight_mask
+
+
+def effective_weight(module: nn.Module) -> torch.Tensor:
+    return (module.weight_orig * module.weight_mask if hasattr(module, "weight_orig") else module.weight).detach()
+
+
+def with_weight_precision(hls, layer: str, width: int):
+    """The HLS config with one layer's weight type narrowed to `width` bits, keeping its integer bits."""
+    from tenfold.hardware import FixedPoint
+
+    config = hls.layer(layer)
+    old = config.precision.weight
+    integer = min(old.integer, width)
+    new = FixedPoint.parse(f"ap_fixed<{width},{integer}>")
+    precision = dataclasses.replace(config.precision, weight=new)
+    return hls.with_layer(layer, precision=precision)
+
+
+def pattern_prune_mask(model: nn.Module, input_shape, hls, layer: str, level: float) -> torch.Tensor | None:
+    """Mask removing the `level` share of the layer's DSP patterns with the smallest L1 weight."""
+    from tenfold.prune import build_structures
+
+    structures = build_structures(model, input_shape, hls, "pattern", layers=[layer])
+    if not structures.layers:
+        return None
+    info = structures.layers[0]
+    weight = effective_weight(model.get_submodule(layer)).flatten().abs().double().numpy()
+    groups = info.group_of_weight
+    valid = groups >= 0
+    value = np.bincount(groups[valid], weights=weight[valid], minlength=info.n_groups)
+    drop = round(level * info.n_groups)
+    keep = np.ones(info.n_groups, dtype=bool)
+    if drop >= info.n_groups:
+        drop = info.n_groups - 1  # a layer keeps at least one pattern
+    keep[np.argsort(value, kind="stable")[:drop]] = False
+    mask = np.ones(len(groups))
+    mask[valid] = keep[groups[valid]]
+    return torch.from_numpy(mask).to(torch.float32).reshape(info.weight_shape)
+
+
+def layer_cost(model: nn.Module, input_shape, hls, layer: str) -> dict[str, float]:
+    """The hardware model's resources of one layer of `model` (weights as they are now)."""
+    from tenfold.hardware import estimate
+
+    cost = estimate(model, input_shape, hls).layer(layer)
+    return {"dsp": cost.dsp, "bram18": cost.bram18, "lut": cost.lut, "ff": cost.ff, "params": float(cost.n_nonzero)}
+
+
+def quantized_weight(weight: torch.Tensor, hls, layer: str) -> torch.Tensor:
+    precision = hls.layer(layer).precision.weight
+    return torch.as_tensor(np.asarray(precision.quantize(weight.double().numpy())), dtype=weight.dtype)
+
+
+def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], probe: LossProbe, *,
+                     prune_levels: list[float], widths: list[int], rank_ratios: list[float], bits: int,
+                     progress: Callable[[int, int, str], None] | None = None) -> dict[str, list[Action]]:
+    """Every candidate action of every layer, priced and valued (the model is restored after each probe)."""
+    total = len(layers) * (1 + len(prune_levels) * (1 + len(widths)) + len(widths) + len(rank_ratios))
+    done = 0
+    out: dict[str, list[Action]] = {}
+
+    def tick(text: str) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total, text)
+
+    for name in layers:
+        module = model.get_submodule(name)
+        weight = effective_weight(module)
+        actions = [Action(layer=name, kind="keep", cost=layer_cost(model, input_shape, hls, name))]
+        tick(f"{name}: keep")
+        masks = {level: pattern_prune_mask(model, input_shape, hls, name, level) for level in prune_levels}
+        for level, mask in masks.items():
+            if mask is not None:
+                actions.append(_probe(model, module, probe, weight * mask, input_shape, hls, name,
+                                      Action(layer=name, kind="prune", prune_level=level, mask=mask)))
+            tick(f"{name}: prune {level:.2f}")
+        for width in widths:
+            narrow = with_weight_precision(hls, name, width)
+            if str(narrow.layer(name).precision.weight) == str(hls.layer(name).precision.weight):
+                tick(f"{name}: {width} bits")
+                continue
+            actions.append(_probe(model, module, probe, quantized_weight(weight, narrow, name), input_shape, narrow,
+                                  name, Action(layer=name, kind="precision", width=width)))
+            tick(f"{name}: {width} bits")
+            for level, mask in masks.items():
+                if mask is not None:
+                    actions.append(_probe(model, module, probe, quantized_weight(weight * mask, narrow, name),
+                                          input_shape, narrow, name,
+                                          Action(layer=name, kind="prune+precision", prune_level=level, width=width,
+                                                 mask=mask)))
+                tick(f"{name}: prune {level:.2f} at {width} bits")
+        for ratio in rank_ratios:
+            action = _decompose_candidate(model, module, probe, weight, input_shape, hls, name, ratio, bits)
+            if action is not None:
+                actions.append(action)
+            tick(f"{name}: rank ratio {ratio}")
+        out[name] = actions
+    return out
+
+
+def _probe(model, module, probe: LossProbe, new_weight, input_shape, hls, name: str, action: Action) -> Action:
+    action.loss_increase = probe.increase_with(module, new_weight)
+    parameter = _weight_tensor(module)
+    saved = parameter.detach().clone()
+    try:
+        with torch.no_grad():
+            parameter.copy_(new_weight)
+            _sync_masked(module)
+        action.cost = layer_cost(model, input_shape, hls, name)
+    finally:
+        with torch.no_grad():
+            parameter.copy_(saved)
+            _sync_masked(module)
+    return action
+
+
+def _decompose_candidate(model, module, probe, weight, input_shape, hls, name, ratio, bits) -> Action | None:
+    """Quantized CP at the rank that keeps `ratio` of the layer's parameters, priced with its regeneration kernel."""
+    from tenfold.decompose import FactorGrid, compose_weight, decompose_weight, rank_for_ratio
+    from tenfold.hardware.regeneration import regeneration_cost
+
+    method = "cp"
+    rank = rank_for_ratio(tuple(weight.shape), ratio, method)
+    if not isinstance(rank, int) or rank < 1:
+        return None
+    grid = FactorGrid.from_bits(bits) if hasattr(FactorGrid, "from_bits") else FactorGrid(bits)
+    factors, _ = decompose_weight(weight.double(), method, rank, grid, seed=0)
+    rebuilt = compose_weight(method, tuple(weight.shape), factors).to(weight.dtype)
+    action = Action(layer=name, kind="decompose", rank=rank)
+    action = _probe(model, module, probe, rebuilt, input_shape, hls, name, action)
+    regen = regeneration_cost(tuple(weight.shape), rank, bits, hls.layer(name).precision.weight, device=hls.device)
+    stored = float(sum(f.numel() for f in factors))
+    action.cost = action.cost | {"dsp": action.cost["dsp"] + regen.dsp, "bram18": float(regen.bram18),
+                                 "lut": action.cost["lut"] + regen.lut, "params": stored}
+    return action

@@ -1,0 +1,192 @@
+"""Joint compression under one budget: one multiple-choice knapsack picks one action per layer.
+
+Each round measures every layer's candidate actions on the current model (`candidates.py`), solves for the
+cheapest-in-loss combination whose summed resources meet the round's target (the budget approached over
+`joint.rounds` rounds, like the pruner's schedule), applies it, fine-tunes, and re-prices the whole model.
+Costs are exact per layer (the hardware model prices each layer on its own), so the only approximation is
+the additive loss, which the next round's re-measurement corrects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from tenfold.errors import ConfigError
+from tenfold.pipeline.candidates import (
+    RESOURCE_KEYS,
+    Action,
+    LossProbe,
+    build_candidates,
+    with_weight_precision,
+)
+from tenfold.pipeline.context import RunContext
+from tenfold.report import Snapshot, take_snapshot
+
+
+def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, Any, list[Snapshot]]:
+    """Run the joint rounds; returns the compressed model, its HLS config and a snapshot per round."""
+    from tenfold.prune import Budget
+    from tenfold.train import evaluate
+
+    config = ctx.config
+    section = config.joint
+    budget = Budget.parse(config.budget)
+    baseline = ctx.baseline_cost
+    params = {layer.name: layer.n_nonzero for layer in baseline.layers if layer.n_weights}
+    resolved = budget.resolve(baseline, params)
+    baseline_val = evaluate(model, ctx.splits.val).accuracy
+    snapshots: list[Snapshot] = []
+    best: tuple[nn.Module, Any] | None = None
+    for round_index in range(section.rounds):
+        started = time.perf_counter()
+        fraction = (round_index + 1) / section.rounds
+        candidate_model, candidate_hls, choice = _one_round(ctx, model, hls, resolved, baseline, fraction,
+                                                            round_index)
+        val = evaluate(candidate_model, ctx.splits.val).accuracy
+        accepted = baseline_val - val <= config.tolerance
+        snapshots.append(take_snapshot(
+            candidate_model, ctx.input_shape, candidate_hls, label=f"joint round {round_index + 1} "
+            f"({'accepted' if accepted else 'rejected'})", stage="joint-round", val_accuracy=val,
+            seconds=time.perf_counter() - started,
+            notes={"accepted": accepted, "target_fraction": fraction,
+                   "actions": {a.layer: a.to_dict() for a in choice}}))
+        if not accepted:
+            break  # keep the last model within the tolerance
+        model, hls, best = candidate_model, candidate_hls, (candidate_model, candidate_hls)
+    if best is None:
+        return model, hls, snapshots
+    return best[0], best[1], snapshots
+
+
+def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fraction: float, round_index: int):
+    from tenfold.hardware import estimate
+    from tenfold.train import fit
+
+    section = ctx.config.joint
+    current = estimate(model, ctx.input_shape, hls)
+    layers = [layer.name for layer in current.layers if layer.n_weights and _plain_layer(model, layer.name)]
+    probe = LossProbe(model, ctx.splits.train, section.sensitivity_batches, seed=ctx.seed + round_index)
+    decompose = "decompose" in ctx.config.methods
+    candidates = build_candidates(
+        model, ctx.input_shape, hls, layers, probe,
+        prune_levels=section.prune_levels if "prune" in ctx.config.methods else [],
+        widths=section.widths if "quantize" in ctx.config.methods else [],
+        rank_ratios=section.ranks if decompose else [], bits=ctx.config.decompose.bits,
+        progress=_progress_callback(ctx, f"joint round {round_index + 1}: measuring candidates"))
+    fixed = {key: current.totals.get(key, 0.0) - sum(current.layer(n).__dict__.get(key, 0.0) for n in layers)
+             for key in RESOURCE_KEYS if key != "params"} | {"params": 0.0}
+    choice = solve_actions(candidates, resolved, baseline, fraction, fixed)
+    new_model, new_hls = apply_actions(ctx, model, hls, choice)
+    finetune = dataclasses.replace(ctx.finetune_config(), seed=ctx.seed + 100 + round_index)
+    if finetune.epochs > 0:
+        from tenfold.prune import MaskedFinetune
+
+        fit(new_model, ctx.splits.train, ctx.splits.val, finetune, callbacks=[MaskedFinetune(new_model)],
+            progress=ctx.progress)
+        _requantize(new_model)
+    return new_model, new_hls, choice
+
+
+def _plain_layer(model: nn.Module, name: str) -> bool:
+    """Layers a joint round may still change: ordinary Linear/Conv (not already decomposed)."""
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        return False
+    return isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d) and not hasattr(module, "rank")
+
+
+def solve_actions(candidates: dict[str, list[Action]], resolved, baseline, fraction: float,
+                  fixed: dict[str, float]) -> list[Action]:
+    """The multiple-choice knapsack: one action per layer, summed costs within this round's targets."""
+    from tenfold.knapsack import InfeasibleBudgetError, KnapsackProblem, solve
+
+    items = [action for actions in candidates.values() for action in actions]
+    groups = np.array([index for index, actions in enumerate(candidates.values()) for _ in actions])
+    columns, capacity, names = [], [], []
+    for limit, cap in resolved:
+        use = _baseline_use(baseline, limit)
+        target = use - fraction * (use - cap)
+        in_scope = [limit.layer is None or action.layer == limit.layer for action in items]
+        columns.append([action.cost[limit.resource] if scope else 0.0 for action, scope in zip(items, in_scope,
+                                                                                               strict=True)])
+        capacity.append(max(target - (fixed[limit.resource] if limit.layer is None else 0.0), 0.0))
+        names.append(limit.describe())
+    values = np.array([-action.loss_increase for action in items])
+    problem = KnapsackProblem(values=values, costs=np.array(columns).T, capacity=np.array(capacity),
+                              resource_names=tuple(names), groups=groups)
+    try:
+        solution = solve(problem, "auto", time_limit=20.0)
+    except InfeasibleBudgetError as exc:
+        raise ConfigError(f"budget: no combination of the candidate actions fits ({exc}); allow more methods "
+                          "(prune, decompose, quantize), stronger levels in 'joint', or raise the budget") from None
+    return [action for action, keep in zip(items, solution.selected, strict=True) if keep]
+
+
+def _baseline_use(baseline, limit) -> float:
+    if limit.resource == "params":
+        return float(baseline.layer(limit.layer).n_nonzero if limit.layer else
+                     sum(layer.n_nonzero for layer in baseline.layers))
+    if limit.layer:
+        return float(getattr(baseline.layer(limit.layer), limit.resource))
+    return float(baseline.totals[limit.resource])
+
+
+def apply_actions(ctx: RunContext, model: nn.Module, hls, actions: list[Action]):
+    """A copy of the model (and HLS config) with the chosen actions applied."""
+    import copy
+
+    from tenfold.prune import apply_masks
+    from tenfold.prune.masks import refresh_masked_weights
+
+    new_model = copy.deepcopy(refresh_masked_weights(model))
+    new_hls = hls
+    masks = {a.layer: a.mask for a in actions if a.mask is not None}
+    if masks:
+        apply_masks(new_model, masks)
+    for action in actions:
+        if action.width is not None:
+            new_hls = with_weight_precision(new_hls, action.layer, action.width)
+    ranks = {a.layer: a.rank for a in actions if a.kind == "decompose"}
+    if ranks:
+        from tenfold.decompose import decompose_model
+
+        new_model, _ = decompose_model(new_model, ranks, method="cp", precision=ctx.config.decompose.bits,
+                                       layers=list(ranks), skip=(), seed=ctx.seed)
+    return new_model, new_hls
+
+
+def _requantize(model: nn.Module) -> None:
+    try:
+        from tenfold.decompose import requantize_
+    except ImportError:  # pragma: no cover
+        return
+    requantize_(model)
+
+
+def _progress_callback(ctx: RunContext, description: str):
+    """A `(done, total, text)` callback that drives one bar of the run's progress reporter."""
+    from tenfold.train.progress import make_reporter
+
+    reporter = make_reporter(ctx.progress)
+    state: dict[str, Any] = {}
+
+    def callback(done: int, total: int, text: str) -> None:
+        if "task" not in state:
+            state["task"] = reporter.add_task(description, total=total)
+        reporter.advance(state["task"])
+        if done >= total:
+            reporter.remove_task(state.pop("task"))
+
+    return callback
+
+
+def chosen_summary(actions: list[Action]) -> dict[str, str]:
+    """Layer → chosen action, for reports."""
+    return {action.layer: action.describe() for action in actions}
+

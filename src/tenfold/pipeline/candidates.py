@@ -35,7 +35,6 @@ class Action:
     mask: torch.Tensor | None = field(default=None, repr=False)
 
     def describe(self) -> str:
-        parts = {"keep": "keep"}
         if self.kind == "keep":
             return "keep"
         text = []
@@ -45,7 +44,7 @@ class Action:
             text.append(f"{self.width}-bit weights")
         if self.rank is not None:
             text.append(f"CP rank {self.rank}")
-        return parts.get(self.kind, ", ".join(text))
+        return ", ".join(text)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "mask"} | {"action": self.describe()}

@@ -39,15 +39,25 @@ def _stage_table(snapshots: list[Snapshot]) -> list[str]:
     return lines
 
 
-def _layer_table(base: Snapshot, final: Snapshot) -> list[str]:
-    lines = [_row(["layer", "DSP before", "DSP after", "BRAM18 before", "BRAM18 after", "sparsity", "rank",
-                   "weight precision", "RF"]), _row(["---"] * 9)]
+def chosen_actions(report: RunReport) -> dict[str, str]:
+    """Layer → action of the last accepted joint round (empty for sequential runs)."""
+    for snapshot in reversed(report.snapshots):
+        if snapshot.notes.get("accepted") and "actions" in snapshot.notes:
+            return {layer: action["action"] for layer, action in snapshot.notes["actions"].items()}
+    return {}
+
+
+def _layer_table(base: Snapshot, final: Snapshot, actions: dict[str, str]) -> list[str]:
+    header = ["layer", "DSP before", "DSP after", "BRAM18 before", "BRAM18 after", "sparsity", "rank",
+              "weight precision", "RF"] + (["joint action"] if actions else [])
+    lines = [_row(header), _row(["---"] * len(header))]
     before = {layer.name: layer for layer in base.layers}
     for layer in final.layers:
         old = before.get(layer.name)
-        lines.append(_row([layer.name, f"{old.dsp:,.0f}" if old else "", f"{layer.dsp:,.0f}",
-                           f"{old.bram18:,.0f}" if old else "", f"{layer.bram18:,.0f}", f"{100 * layer.sparsity:.1f}%",
-                           str(layer.rank) if layer.rank else "", layer.precision, str(layer.reuse_factor)]))
+        cells = [layer.name, f"{old.dsp:,.0f}" if old else "", f"{layer.dsp:,.0f}",
+                 f"{old.bram18:,.0f}" if old else "", f"{layer.bram18:,.0f}", f"{100 * layer.sparsity:.1f}%",
+                 str(layer.rank) if layer.rank else "", layer.precision, str(layer.reuse_factor)]
+        lines.append(_row(cells + ([actions.get(layer.name, "")] if actions else [])))
     return lines
 
 
@@ -60,7 +70,7 @@ def render_markdown(report: RunReport) -> str:
     lines += [_row(["", "before", "after", "reduction"]), _row(["---"] * 4)]
     lines += [_row(row) for row in summary_rows(report)]
     lines += ["", "## Stages", "", *_stage_table(report.snapshots)]
-    lines += ["", "## Layers (final model)", "", *_layer_table(report.baseline, report.final)]
+    lines += ["", "## Layers (final model)", "", *_layer_table(report.baseline, report.final, chosen_actions(report))]
     if report.export:
         lines += ["", "## Export", ""] + [f"- {key}: {value}" for key, value in report.export.items()]
     plots = {k: v for k, v in report.outputs.items() if v.endswith(".png")}

@@ -1,0 +1,94 @@
+"""Joint compression: candidates priced per layer, one action per layer, the budget respected."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tenfold.errors import ConfigError
+from tenfold.hardware import estimate, make_config
+from tenfold.pipeline.candidates import LossProbe, build_candidates, pattern_prune_mask, with_weight_precision
+from tenfold.pipeline.joint import solve_actions
+from tenfold.prune import Budget
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from tenfold.data import load_digits
+    from tenfold.models import create, kwargs_for_data
+    from tenfold.train import TrainConfig, fit
+
+    splits = load_digits(seed=0)
+    torch.manual_seed(0)
+    model = create("jet_mlp", **kwargs_for_data("jet_mlp", splits.input_shape, splits.num_classes))
+    fit(model, splits.train, splits.val, TrainConfig(epochs=6, lr=3e-3, seed=0), progress=False)
+    hls = make_config(precision="fixed<16,6>", strategy="Latency")
+    cost = estimate(model, splits.input_shape, hls)
+    layers = [layer.name for layer in cost.layers if layer.n_weights]
+    probe = LossProbe(model, splits.train, batches=2, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    candidates = build_candidates(model, splits.input_shape, hls, layers, probe, prune_levels=[0.5, 0.9],
+                                  widths=[8], rank_ratios=[], bits=8)
+    return splits, model, hls, cost, candidates, before
+
+
+def test_candidates_leave_the_model_untouched(setup):
+    _, model, _, _, _, before = setup
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_every_layer_has_keep_and_cheaper_options(setup):
+    _, _, _, cost, candidates, _ = setup
+    for layer, actions in candidates.items():
+        kinds = [a.kind for a in actions]
+        assert kinds[0] == "keep" and {"prune", "precision", "prune+precision"} <= set(kinds)
+        keep = actions[0]
+        assert keep.cost["dsp"] == pytest.approx(cost.layer(layer).dsp)
+        heavy = next(a for a in actions if a.kind == "prune" and a.prune_level == 0.9)
+        assert heavy.cost["dsp"] < keep.cost["dsp"]
+        assert heavy.loss_increase > next(a for a in actions if a.kind == "prune" and a.prune_level == 0.5
+                                          ).loss_increase - 1e-3
+
+
+def test_solution_takes_one_action_per_layer_within_budget(setup):
+    _, _, _, cost, candidates, _ = setup
+    params = {layer.name: layer.n_nonzero for layer in cost.layers if layer.n_weights}
+    resolved = Budget.parse("dsp<=0.3x").resolve(cost, params)
+    layers = list(candidates)
+    fixed = {"dsp": cost.totals["dsp"] - sum(cost.layer(n).dsp for n in layers), "bram18": 0.0, "lut": 0.0,
+             "ff": 0.0, "params": 0.0}
+    choice = solve_actions(candidates, resolved, cost, 1.0, fixed)
+    assert sorted(a.layer for a in choice) == sorted(layers)
+    assert sum(a.cost["dsp"] for a in choice) + fixed["dsp"] <= 0.3 * cost.totals["dsp"] + 1e-6
+    # the solver minimises the summed loss: no other feasible single swap is better
+    total = sum(a.loss_increase for a in choice)
+    for index, action in enumerate(choice):
+        for other in candidates[action.layer]:
+            swapped = [*choice[:index], other, *choice[index + 1:]]
+            if sum(a.cost["dsp"] for a in swapped) + fixed["dsp"] <= 0.3 * cost.totals["dsp"]:
+                assert sum(a.loss_increase for a in swapped) >= total - 1e-9
+
+
+def test_impossible_budget_is_a_clear_error(setup):
+    _, _, _, cost, candidates, _ = setup
+    params = {layer.name: layer.n_nonzero for layer in cost.layers if layer.n_weights}
+    resolved = Budget.parse("lut<=0.0001x").resolve(cost, params)
+    with pytest.raises(ConfigError, match="no combination of the candidate actions fits"):
+        solve_actions(candidates, resolved, cost, 1.0, dict.fromkeys(("dsp", "bram18", "lut", "ff", "params"), 0.0))
+
+
+def test_prune_mask_removes_requested_share_of_patterns(setup):
+    splits, model, hls, _, _, _ = setup
+    mask = pattern_prune_mask(model, splits.input_shape, hls, "fc1", 0.75)
+    assert mask.shape == model.fc1.weight.shape
+    assert 0.70 <= 1 - mask.mean().item() <= 0.80
+    assert set(np.unique(mask.numpy())) <= {0.0, 1.0}
+
+
+def test_narrower_precision_keeps_integer_bits(setup):
+    _, _, hls, _, _, _ = setup
+    narrow = with_weight_precision(hls, "fc2", 8)
+    assert str(narrow.layer("fc2").precision.weight) == "ap_fixed<8,6>"
+    assert str(narrow.layer("fc1").precision.weight) == "ap_fixed<16,6>"

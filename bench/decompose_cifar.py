@@ -62,7 +62,7 @@ def main() -> None:
         for target in args.targets:
             for value in ("loss", "error"):
                 plan = select_ranks(sensitivity, f"{target:g}x", value=value)
-                decomposed, report = decompose_model(model, plan.ranks, method="cp", precision=precision,
+                decomposed, _ = decompose_model(model, plan.ranks, method="cp", precision=precision,
                                                      layers=list(plan.ranks), skip=(), seed=0)
                 after = evaluate(decomposed, splits.test).accuracy
                 tuned, ft_seconds = None, 0.0

@@ -16,7 +16,8 @@ from tenfold.cli.common import (
     load_data_from_args,
 )
 from tenfold.io import ensure_not_input
-from tenfold.train import TrainConfig, evaluate, fit, save_checkpoint
+from tenfold.train import TrainConfig, evaluate, fit, save_checkpoint, seed_everything
+from tenfold.train.distributed import distributed_session, is_main_process
 
 
 def add_train_parser(subparsers) -> None:
@@ -64,8 +65,16 @@ def add_evaluate_parser(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Train; under `torchrun --nproc-per-node N` every rank trains (DDP) and only rank 0 writes and prints."""
+    with distributed_session():
+        return _run_train(args)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    main = is_main_process()
     ensure_not_input(args.out, [args.model, args.pretrained, args.data_path], what="--out")
     splits = load_data_from_args(args)
+    seed_everything(args.seed)  # the initial weights too, so a run repeats (and equals its torchrun twin)
     model = build_model(args.model, splits, args.pretrained)
     config = TrainConfig(
         epochs=args.epochs,
@@ -78,10 +87,12 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     state_path = args.out.with_name(args.out.name + ".state")
-    console.print(
-        f"training [bold]{args.model}[/bold] ({count_parameters(model):,} parameters) on "
-        f"[bold]{splits.name}[/bold]: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test"
-    )
+    if main:
+        console.print(
+            f"training [bold]{args.model}[/bold] ({count_parameters(model):,} parameters) on "
+            f"[bold]{splits.name}[/bold]: {len(splits.train)} train / {len(splits.val)} val / "
+            f"{len(splits.test)} test"
+        )
     report = fit(
         model,
         splits.train,
@@ -92,6 +103,8 @@ def run_train(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     test = evaluate(model, splits.test)
+    if not main:
+        return 130 if report.interrupted else 0
     save_checkpoint(
         args.out,
         model,

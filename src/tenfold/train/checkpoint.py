@@ -46,6 +46,10 @@ class Checkpoint:
             from tenfold.prune.physical import shrink
 
             model, _ = shrink(model, {k: list(v) for k, v in self.metadata["shrink"].items()})
+        if self.metadata.get("decomposition"):  # decomposed layers: rebuild their factor structure first
+            from tenfold.decompose.recipe import apply_decomposition_recipe_
+
+            apply_decomposition_recipe_(model, self.metadata["decomposition"])
         if any(key.endswith("_mask") for key in self.state_dict):  # pruning masks travel with the weights
             from tenfold.prune.masks import ensure_mask_buffers
 
@@ -68,6 +72,13 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, metadata: dict[str, A
         spec = model_spec(model)
     except Exception:  # models not built by the zoo have no spec; they can still be saved
         spec = None
+    metadata = dict(metadata or {})
+    if "decomposition" not in metadata:  # a decomposed model records how to rebuild its factor layers
+        from tenfold.decompose.recipe import decomposition_recipe
+
+        recipe = decomposition_recipe(model)
+        if recipe:
+            metadata["decomposition"] = recipe
     payload = {
         "format": FORMAT,
         "version": VERSION,

@@ -18,6 +18,9 @@ class TrainConfig:
 
     `early_stopping_patience` counts epochs without a validation-accuracy gain larger than `min_delta`;
     `restore_best` puts back the weights of the best validation epoch when training ends.
+    `batch_size` is the global batch: under DDP each of N processes trains on batch_size / N samples per step.
+    `distributed`: None uses DDP whenever a torch.distributed process group is up; True also starts one from
+    the torchrun environment (an error without torchrun); False never uses DDP.
     """
 
     epochs: int = 10
@@ -39,6 +42,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     seed: int = 0
     grad_clip_norm: float | None = None
+    distributed: bool | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -65,6 +69,8 @@ class TrainConfig:
             )
         if self.max_batches_per_epoch is not None and self.max_batches_per_epoch < 1:
             raise ConfigError(f"max_batches_per_epoch must be >= 1 or None, got {self.max_batches_per_epoch}")
+        if self.distributed not in (None, True, False):
+            raise ConfigError(f"distributed must be true, false or null (automatic), got {self.distributed!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,21 @@ from torch.utils.data import DataLoader, Dataset
 from tenfold.errors import ConfigError, DataError
 from tenfold.train.callbacks import Callback, TrainState
 from tenfold.train.config import EpochRecord, EvalResult, TrainConfig, TrainReport
+from tenfold.train.distributed import (
+    GlobalOrderShardSampler,
+    all_reduce_sum,
+    any_rank,
+    broadcast_module_state,
+    broadcast_object,
+    distributed_session,
+    get_rank,
+    get_world_size,
+    is_initialized,
+    is_main_process,
+    per_rank_batch_size,
+    strided_indices,
+    wrap_ddp,
+)
 from tenfold.train.progress import ProgressReporter, make_reporter
 from tenfold.train.seeding import seed_everything
 
@@ -92,24 +109,12 @@ def evaluate(
     """Mean loss and top-1 accuracy of `model` on `data`, in eval mode; the model's mode is restored."""
     loss_fn = loss_fn or nn.CrossEntropyLoss(reduction="sum")
     loader = make_loader(data, batch_size, shuffle=False)
-    device = model_device(model)
     was_training = model.training
     model.eval()
     reporter = make_reporter(progress)
-    total_loss, correct, count = 0.0, 0, 0
     start = time.perf_counter()
     try:
-        task = reporter.add_task(description, total=len(loader))
-        for inputs, targets in loader:
-            inputs, targets = inputs.to(device), targets.to(device)
-            outputs = model(inputs)
-            _check_output_shape(outputs, targets)
-            loss = loss_fn(outputs, targets)
-            total_loss += float(loss) if _is_sum_reduced(loss_fn) else float(loss) * len(targets)
-            correct += int((outputs.argmax(dim=1) == targets).sum())
-            count += len(targets)
-            reporter.advance(task)
-        reporter.remove_task(task)
+        total_loss, correct, count = _evaluation_sums(model, loader, loss_fn, reporter, description)
     finally:
         reporter.close()
         model.train(was_training)
@@ -119,6 +124,27 @@ def evaluate(
         n_samples=count,
         seconds=time.perf_counter() - start,
     )
+
+
+@torch.no_grad()
+def _evaluation_sums(
+    model: nn.Module, loader: DataLoader, loss_fn: LossFn, reporter: ProgressReporter, description: str
+) -> tuple[float, int, int]:
+    """Summed loss, correct predictions and sample count over `loader` (the model is in eval mode)."""
+    device = model_device(model)
+    total_loss, correct, count = 0.0, 0, 0
+    task = reporter.add_task(description, total=len(loader))
+    for inputs, targets in loader:
+        inputs, targets = inputs.to(device), targets.to(device)
+        outputs = model(inputs)
+        _check_output_shape(outputs, targets)
+        loss = loss_fn(outputs, targets)
+        total_loss += float(loss) if _is_sum_reduced(loss_fn) else float(loss) * len(targets)
+        correct += int((outputs.argmax(dim=1) == targets).sum())
+        count += len(targets)
+        reporter.advance(task)
+    reporter.remove_task(task)
+    return total_loss, correct, count
 
 
 def fit(
@@ -139,11 +165,54 @@ def fit(
     Seeded (shuffling, initial state), interruptible (Ctrl-C ends the current epoch cleanly, keeps the best
     weights and marks the report `interrupted`) and, with `checkpoint_path`, resumable: the full training
     state is written atomically after every epoch and `resume=True` continues from it to the same result.
+
+    Under torchrun (a process group is up, or `config.distributed=True`) the model trains wrapped in DDP:
+    rank 0's weights and buffers are broadcast first, each rank trains on its share of every global batch,
+    validation metrics are summed over ranks so early-stopping and best-weight decisions agree, only rank 0
+    writes `checkpoint_path` and shows progress, and every rank ends with identical weights.
     """
     config = config or TrainConfig()
+    with contextlib.ExitStack() as session:
+        if config.distributed:
+            session.enter_context(distributed_session(required=True))
+        distributed = config.distributed is not False and is_initialized()
+        return _fit(
+            model, train_data, val_data, config, distributed=distributed, callbacks=callbacks, loss_fn=loss_fn,
+            progress=progress, checkpoint_path=checkpoint_path, resume=resume, optimizer_factory=optimizer_factory,
+        )
+
+
+@dataclass
+class _Run:
+    """How one `fit` call executes: what the forward pass goes through and whether ranks must agree."""
+
+    forward_model: nn.Module
+    distributed: bool
+    val_sharded: bool
+
+
+def _fit(
+    model: nn.Module,
+    train_data: DataLike,
+    val_data: DataLike | None,
+    config: TrainConfig,
+    *,
+    distributed: bool,
+    callbacks: Sequence[Callback],
+    loss_fn: LossFn | None,
+    progress: bool | ProgressReporter,
+    checkpoint_path: str | Path | None,
+    resume: bool,
+    optimizer_factory: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None,
+) -> TrainReport:
     generator = seed_everything(config.seed)
-    train_loader = make_loader(train_data, config.batch_size, shuffle=True, generator=generator)
-    val_loader = make_loader(val_data, config.eval_batch_size, shuffle=False) if val_data is not None else None
+    if distributed:
+        train_loader = _sharded_train_loader(train_data, config.batch_size, generator)
+        val_loader = _sharded_eval_loader(val_data, config.eval_batch_size) if val_data is not None else None
+    else:
+        train_loader = make_loader(train_data, config.batch_size, shuffle=True, generator=generator)
+        val_loader = make_loader(val_data, config.eval_batch_size, shuffle=False) if val_data is not None else None
+    main = not distributed or is_main_process()
     loss_fn = loss_fn or nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     device = model_device(model)
     optimizer = (
@@ -158,22 +227,28 @@ def fit(
     epochs_without_gain = 0
     start_epoch = 0
 
-    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        from tenfold.train.checkpoint import load_training_state
+    if resume and checkpoint_path is not None:
+        saved = _read_training_state(checkpoint_path) if main else None
+        if distributed:  # rank 0 reads the file, so other ranks need no access to it
+            saved = broadcast_object(saved)
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            generator.set_state(saved["generator"])
+            torch.set_rng_state(saved["torch_rng"])
+            report = _report_from_dict(saved["report"])
+            best_state = saved.get("best_state")
+            epochs_without_gain = saved["epochs_without_gain"]
+            start_epoch = saved["epoch"] + 1
+            state.step = saved["step"]
 
-        saved = load_training_state(checkpoint_path)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        report = _report_from_dict(saved["report"])
-        best_state = saved.get("best_state")
-        epochs_without_gain = saved["epochs_without_gain"]
-        start_epoch = saved["epoch"] + 1
-        state.step = saved["step"]
-
-    reporter = make_reporter(progress)
+    run = _Run(forward_model=model, distributed=distributed, val_sharded=distributed and val_loader is not None
+               and not isinstance(val_data, DataLoader))
+    if distributed:
+        broadcast_module_state(model)
+        run.forward_model = wrap_ddp(model, device)
+    reporter = make_reporter(progress if main else False)
     started = time.perf_counter() - report.seconds
     for callback in callbacks:
         callback.on_train_begin(state)
@@ -183,7 +258,7 @@ def fit(
             state.epoch = epoch
             for callback in callbacks:
                 callback.on_epoch_begin(state)
-            record = _train_one_epoch(state, train_loader, val_loader, loss_fn, callbacks, reporter, device)
+            record = _train_one_epoch(state, run, train_loader, val_loader, loss_fn, callbacks, reporter, device)
             scheduler.step()
             report.history.append(record)
             improved = record.val_accuracy is not None and (
@@ -201,7 +276,7 @@ def fit(
             reporter.advance(epoch_task)
             reporter.log(_epoch_line(record, config.epochs))
             report.seconds = time.perf_counter() - started
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and main:
                 from tenfold.train.checkpoint import save_training_state
 
                 save_training_state(
@@ -219,6 +294,8 @@ def fit(
             if config.early_stopping_patience is not None and epochs_without_gain >= config.early_stopping_patience:
                 report.stopped_early = True
                 break
+            if distributed:  # a callback on one rank may ask to stop; all ranks must stop together
+                state.stop_training = any_rank(state.stop_training)
             if state.stop_training:
                 report.stopped_early = True
                 break
@@ -229,14 +306,79 @@ def fit(
         reporter.close()
     if config.restore_best and best_state is not None:
         model.load_state_dict(best_state)
+    if distributed and not report.interrupted:  # after an interruption the other ranks may be gone
+        broadcast_module_state(model)
     report.seconds = time.perf_counter() - started
     for callback in callbacks:
         callback.on_train_end(state)
     return report
 
 
+def _read_training_state(checkpoint_path: str | Path) -> dict[str, Any] | None:
+    from tenfold.train.checkpoint import load_training_state
+
+    return load_training_state(checkpoint_path) if Path(checkpoint_path).exists() else None
+
+
+def _sharded_train_loader(data: DataLike, global_batch: int, generator: torch.Generator) -> DataLoader:
+    """This rank's loader: its share of each global batch of the order a single process would draw."""
+    if isinstance(data, DataLoader):
+        raise ConfigError(
+            "distributed training needs the training Dataset, not a DataLoader, so it can split every global "
+            "batch across processes; pass the dataset and set TrainConfig.batch_size to the global batch"
+        )
+    make_loader(data, global_batch, shuffle=False)  # the same checks (a Dataset, not empty) as a single process
+    world = get_world_size()
+    sampler = GlobalOrderShardSampler(len(data), global_batch, get_rank(), world, generator)  # type: ignore[arg-type]
+    return DataLoader(data, batch_size=per_rank_batch_size(global_batch, world), sampler=sampler,
+                      generator=generator, num_workers=0)
+
+
+def _sharded_eval_loader(data: DataLike, batch_size: int) -> DataLoader:
+    """This rank's share of the validation data (a ready DataLoader is evaluated whole on every rank)."""
+    if isinstance(data, DataLoader):
+        return data
+    make_loader(data, batch_size, shuffle=False)
+    return DataLoader(data, batch_size=batch_size, sampler=strided_indices(len(data)), num_workers=0)  # type: ignore[arg-type]
+
+
+def _validate(model: nn.Module, run: _Run, val_loader: DataLoader) -> EvalResult:
+    """Validation metrics that every rank agrees on (summed over shards, or rank 0's for a given DataLoader)."""
+    if not run.distributed:
+        return evaluate(model, val_loader, progress=False)
+    broadcast_module_state(model)  # batch-norm statistics differ per rank; rank 0's are the model's
+    if not run.val_sharded:
+        return broadcast_object(evaluate(model, val_loader, progress=False))
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    model.eval()
+    try:
+        sums = _evaluation_sums(model, val_loader, loss_fn, ProgressReporter(), "validate")
+    finally:
+        model.train()
+    total_loss, correct, count = all_reduce_sum(sums)
+    return EvalResult(loss=total_loss / max(count, 1), accuracy=correct / max(count, 1), n_samples=int(count))
+
+
+def _loss_scale(run: _Run, train_loader: DataLoader, loss_fn: LossFn, step: int, batch: int) -> float:
+    """Factor that makes DDP's gradient average equal the single-process gradient of the global batch.
+
+    DDP averages the ranks' gradients; for a mean loss that is right only when every rank's batch is equal,
+    so an uneven last batch is re-weighted by its share. A summed loss needs the world size back.
+    """
+    if not run.distributed:
+        return 1.0
+    world = get_world_size()
+    if _is_sum_reduced(loss_fn):
+        return float(world)
+    sampler = train_loader.sampler
+    if not isinstance(sampler, GlobalOrderShardSampler):
+        return 1.0
+    return world * batch / sampler.global_step_size(step)
+
+
 def _train_one_epoch(
     state: TrainState,
+    run: _Run,
     train_loader: DataLoader,
     val_loader: DataLoader | None,
     loss_fn: LossFn,
@@ -258,11 +400,12 @@ def _train_one_epoch(
             break
         inputs, targets = inputs.to(device), targets.to(device)
         optimizer.zero_grad(set_to_none=True)
-        outputs = model(inputs)
+        outputs = run.forward_model(inputs)
         _check_output_shape(outputs, targets)
         loss = loss_fn(outputs, targets)
         _check_finite(loss, state.epoch, state.step)
-        objective = loss
+        scale = _loss_scale(run, train_loader, loss_fn, batch_index, len(targets))
+        objective = loss if scale == 1.0 else loss * scale
         for callback in callbacks:
             extra = callback.regularization(state)
             if extra is not None:
@@ -282,9 +425,11 @@ def _train_one_epoch(
         count += len(targets)
         reporter.advance(task)
     reporter.remove_task(task)
+    if run.distributed:
+        total_loss, correct, count = all_reduce_sum([total_loss, correct, count])
     val_loss = val_accuracy = None
     if val_loader is not None:
-        result = evaluate(model, val_loader, progress=False)
+        result = _validate(model, run, val_loader)
         val_loss, val_accuracy = result.loss, result.accuracy
         model.train()
     return EpochRecord(

@@ -17,11 +17,11 @@ def build_parser() -> argparse.ArgumentParser:
     from tenfold.cli.info_cmd import add_info_parsers
     from tenfold.cli.prune_cmd import add_prune_parser
     from tenfold.cli.run_cmd import add_run_parser
+    from tenfold.cli.sweep_cmd import add_sweep_parser
     from tenfold.cli.train_cmd import add_evaluate_parser, add_train_parser
 
     parser = argparse.ArgumentParser(
         prog="tenfold",
-        description="Fit trained PyTorch networks onto FPGAs: resource-aware knapsack pruning and quantized "
         "tensor decomposition, priced by an hls4ml-faithful hardware model.",
     )
     parser.add_argument("--version", action="version", version=f"tenfold {__version__}")
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_estimate_parser(subparsers)
     add_prune_parser(subparsers)
     add_run_parser(subparsers)
+    add_sweep_parser(subparsers)
     add_export_parser(subparsers)
     add_info_parsers(subparsers)
     return parser

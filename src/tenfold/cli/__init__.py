@@ -16,12 +16,14 @@ def build_parser() -> argparse.ArgumentParser:
     from tenfold.cli.export_cmd import add_export_parser
     from tenfold.cli.info_cmd import add_info_parsers
     from tenfold.cli.prune_cmd import add_prune_parser
+    from tenfold.cli.quantize_cmd import add_quantize_parser
     from tenfold.cli.run_cmd import add_run_parser
     from tenfold.cli.sweep_cmd import add_sweep_parser
     from tenfold.cli.train_cmd import add_evaluate_parser, add_train_parser
 
     parser = argparse.ArgumentParser(
         prog="tenfold",
+        description="Fit trained PyTorch networks onto FPGAs: resource-aware knapsack pruning and quantized "
         "tensor decomposition, priced by an hls4ml-faithful hardware model.",
     )
     parser.add_argument("--version", action="version", version=f"tenfold {__version__}")
@@ -31,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     add_estimate_parser(subparsers)
     add_prune_parser(subparsers)
+    add_quantize_parser(subparsers)
     add_run_parser(subparsers)
     add_sweep_parser(subparsers)
     add_export_parser(subparsers)
@@ -50,7 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except TenfoldError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        from rich.markup import escape
+
+        # escaped: messages quote things like tenfold[distributed] or [low, high], which rich would eat as markup
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")

@@ -106,3 +106,25 @@ def test_mlp_on_image_inputs_is_bit_exact(digits, tmp_path):
     project, quantized = export_hls4ml(model.eval(), config, (1, 8, 8), tmp_path / "prj")
     assert project.input_shape == (64,)  # the leading Flatten runs before the chip
     assert check_bit_exact(project, quantized, config, images.test.tensors[0][:200]).bit_exact
+
+
+@needs_gxx
+def test_mixed_result_types_stay_bit_exact_through_inserted_layers(digits, tmp_path):
+    """hls4ml types the flatten/transpose layers it inserts with the model default; tenfold makes that lossless."""
+    import dataclasses
+
+    from tenfold.hardware import FixedPoint
+
+    _, images = digits
+    torch.manual_seed(0)
+    model = create("lenet", in_channels=1, image_size=8, num_classes=10).eval()
+    config = make_config(precision="fixed<16,6,RND,SAT>")
+    narrow_input = dataclasses.replace(config.default.precision, result=FixedPoint.parse("fixed<5,3,RND,SAT>"))
+    config = dataclasses.replace(config, default=dataclasses.replace(config.default, precision=narrow_input))
+    for name in ("relu2", "pool2"):  # wider than the model default: a lossy inserted flatten would round them
+        wide = dataclasses.replace(config.layer(name).precision, result=FixedPoint.parse("fixed<12,6,RND,SAT>"))
+        config = config.with_layer(name, precision=wide)
+    assert hls4ml_config(model, config, (1, 8, 8))["Model"]["Precision"]["default"] == "fixed<12,6>"
+    project, quantized = export_hls4ml(model, config, (1, 8, 8), tmp_path / "prj")
+    report = check_bit_exact(project, quantized, config, images.test.tensors[0][:100])
+    assert report.bit_exact, report

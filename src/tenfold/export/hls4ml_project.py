@@ -105,11 +105,23 @@ def hls4ml_config(model: nn.Module, config: HLSConfig, input_shape: tuple[int, .
         elif spec.kind in {"activation", "pooling"}:
             layers[name] = {"Precision": {"result": layer.precision.result.to_hls4ml()}}
     model_section = default.to_hls4ml()
-    model_section["Precision"] = {"default": default.precision.result.to_hls4ml()}
+    model_section["Precision"] = {"default": _lossless_default(config, specs)}
     # without these hls4ml skips the channels-last conversion, which also transposes Linear weights
     model_section |= {"ChannelsLastConversion": "full", "TransposeOutputs": False, "BramFactor": 1_000_000_000,
                       "TraceOutput": False}
     return {"Model": model_section, "LayerName": layers}
+
+
+def _lossless_default(config: HLSConfig, specs) -> str:
+    """A type that holds every layer result exactly.
+
+    hls4ml gives layers it inserts itself (flatten, channels-last transposes) the model default type; they only
+    move values, so they must not round them — tenfold's emulation treats them as identities.
+    """
+    results = [config.default.precision.result] + [config.layer(spec.name).precision.result for spec in specs]
+    integer = max(p.integer + (0 if p.signed else 1) for p in results)
+    fraction = max(p.width - p.integer for p in results)
+    return f"fixed<{integer + fraction},{integer}>"
 
 
 def export_hls4ml(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,14 @@ class RunContext:
     out_dir: Path
     progress: Any
     baseline_cost: Any = None
+    baseline_val: float = 0.0
+    stage_notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fixed_point_evaluation(self) -> bool:
+        """Whether accuracies are measured on the fixed-point model (when the run changes precisions)."""
+        config = self.config
+        return "quantize" in config.methods
 
     @property
     def seed(self) -> int:

@@ -58,6 +58,7 @@ def run(config: RunConfig, out_dir: str | Path, *, overwrite: bool = False, resu
     else:
         snapshots.append(_evaluated_snapshot(ctx, model, hls, label="baseline", stage="baseline"))
         _save_state(out_dir, "baseline", model, hls, state, snapshots)
+    ctx.baseline_val = snapshots[0].val_accuracy
     for stage in stage_names(config):
         if stage in state["done"]:
             continue
@@ -65,7 +66,8 @@ def run(config: RunConfig, out_dir: str | Path, *, overwrite: bool = False, resu
         model, hls, extra = run_stage(stage, ctx, model, hls)
         snapshots += extra
         snapshots.append(_evaluated_snapshot(ctx, model, hls, label=stage, stage=stage,
-                                             seconds=time.perf_counter() - stage_started))
+                                             seconds=time.perf_counter() - stage_started,
+                                             notes=ctx.stage_notes.pop(stage, None)))
         _save_state(out_dir, stage, model, hls, state, snapshots)
     report = RunReport(name=_run_name(config), budget=config.budget or config.prune.budget, snapshots=snapshots,
                        config=config.to_dict())
@@ -94,11 +96,18 @@ def run_stage(stage: str, ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Mo
 
 
 def _evaluated_snapshot(ctx: RunContext, model: nn.Module, hls, *, label: str, stage: str,
-                        seconds: float = 0.0) -> Snapshot:
-    val = evaluate(model, ctx.splits.val).accuracy
-    test = evaluate(model, ctx.splits.test).accuracy
+                        seconds: float = 0.0, notes: dict | None = None) -> Snapshot:
+    """Accuracy (of the fixed-point model when the run changes precisions) and resources of `model`."""
+    scored = model
+    if ctx.fixed_point_evaluation:
+        from tenfold.quantize import quantize_model
+
+        scored = quantize_model(model, hls)
+    val = evaluate(scored, ctx.splits.val).accuracy
+    test = evaluate(scored, ctx.splits.test).accuracy
+    notes = (notes or {}) | {"evaluation": "fixed-point" if scored is not model else "float"}
     return take_snapshot(model, ctx.input_shape, hls, label=label, stage=stage, val_accuracy=val,
-                         test_accuracy=test, seconds=seconds)
+                         test_accuracy=test, seconds=seconds, notes=notes)
 
 
 def _run_name(config: RunConfig) -> str:

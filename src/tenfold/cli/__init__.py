@@ -11,6 +11,7 @@ from tenfold.errors import TenfoldError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tenfold.cli.decompose_cmd import add_decompose_parser
     from tenfold.cli.demo_cmd import add_demo_parser
     from tenfold.cli.estimate_cmd import add_estimate_parser
     from tenfold.cli.export_cmd import add_export_parser
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     add_estimate_parser(subparsers)
     add_prune_parser(subparsers)
+    add_decompose_parser(subparsers)
     add_quantize_parser(subparsers)
     add_run_parser(subparsers)
     add_sweep_parser(subparsers)

@@ -28,6 +28,9 @@ def add_estimate_parser(subparsers) -> None:
                         help="use the nearest valid ReuseFactor per layer instead of failing on invalid ones")
     parser.add_argument("--report", type=Path, default=None,
                         help="a real *_csynth.xml, vivado_synth.rpt or hls4ml project folder to compare with")
+    parser.add_argument("--regeneration", choices=["stream", "buffer"], default="stream",
+                        help="decomposed layers: rebuild weights from factors as the layer consumes them (stream, "
+                        "no weight memory) or once into the weight memory (buffer, saves external traffic)")
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
     parser.set_defaults(handler=run_estimate)
 
@@ -43,7 +46,8 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    from tenfold.hardware import estimate, load_report
+    from tenfold.decompose.pricing import estimate_decomposed
+    from tenfold.hardware import load_report
     from tenfold.hardware.reports import compare
     from tenfold.models import default_input_shape
     from tenfold.train import load_checkpoint, load_model
@@ -57,7 +61,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     if shape is None:
         raise ConfigError("cannot tell the model's input shape; pass --input-shape, e.g. --input-shape 3,32,32")
     config = hls_config_from_args(args, model, shape, nearest_reuse=args.nearest_reuse)
-    cost = estimate(model, shape, config)
+    cost = estimate_decomposed(model, shape, config, mode=args.regeneration)
     comparison = compare(cost.to_dict(), load_report(args.report)) if args.report else None
     if args.json:
         payload = cost.to_dict() | {"model": args.model, "input_shape": list(shape)}

@@ -24,6 +24,7 @@ from tenfold.decompose import SensitivityConfig, decompose_model, rank_sensitivi
 from tenfold.models import create
 from tenfold.train import TrainConfig, evaluate, fit
 
+SENSITIVITY = {"cp": "cp4", "cp3": "cp3", "tucker2": "tucker2"}
 HEADERS = ["model", "target", "rank choice", "conv params", "ratio", "test before", "after decomposition",
            "after fine-tuning", "drop (pts)", "fine-tune time"]
 
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--bits", type=int, default=8)
+    parser.add_argument("--method", default="cp3", choices=["cp", "cp3", "tucker2"],
+                        help="cp = CP over all four kernel modes; cp3 = kh·kw merged (default)")
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--max-test", type=int, default=None)
     parser.add_argument("--batches", type=int, default=4, help="sensitivity batches (256 images each)")
@@ -54,15 +57,16 @@ def main() -> None:
         base = evaluate(model, splits.test).accuracy
         layers = conv_layers(model)
         started = time.perf_counter()
-        sensitivity = rank_sensitivity(model, splits.train, SensitivityConfig(method="cp4", precision=precision,
-                                                                              n_batches=args.batches), layers=layers)
+        sensitivity_config = SensitivityConfig(method=SENSITIVITY[args.method], precision=precision,
+                                               n_batches=args.batches)
+        sensitivity = rank_sensitivity(model, splits.train, sensitivity_config, layers=layers)
         sensitivity_seconds = time.perf_counter() - started
         print(f"{name}: test {100 * base:.2f}%, sensitivity of {len(layers)} convs in {sensitivity_seconds:.0f}s",
               flush=True)
         for target in args.targets:
             for value in ("loss", "error"):
                 plan = select_ranks(sensitivity, f"{target:g}x", value=value)
-                decomposed, _ = decompose_model(model, plan.ranks, method="cp", precision=precision,
+                decomposed, _ = decompose_model(model, plan.ranks, method=args.method, precision=precision,
                                                      layers=list(plan.ranks), skip=(), seed=0)
                 after = evaluate(decomposed, splits.test).accuracy
                 tuned, ft_seconds = None, 0.0
@@ -73,7 +77,7 @@ def main() -> None:
                     ft_seconds = time.perf_counter() - started
                     tuned = evaluate(decomposed, splits.test).accuracy
                 final = tuned if tuned is not None else after
-                record = {"model": name, "target": target, "value": value, "ranks": plan.ranks,
+                record = {"model": name, "method": args.method, "target": target, "value": value, "ranks": plan.ranks,
                           "conv_params_before": plan.params_before, "conv_params_after": plan.params_after,
                           "ratio": plan.ratio, "test_before": base, "test_after_decomposition": after,
                           "test_after_finetune": tuned, "drop": base - final, "finetune_seconds": ft_seconds,
@@ -89,13 +93,15 @@ def main() -> None:
                 print(rows[-1], flush=True)
                 write_results("decompose_cifar", {"args": vars(args), "records": records},
                               "# Quantized CP decomposition of pretrained CIFAR-10 ResNets\n\n" + NOTE.format(
-                                  bits=args.bits, epochs=args.epochs, train=len(splits.train), test=len(splits.test))
+                                  method=args.method, bits=args.bits, epochs=args.epochs, train=len(splits.train),
+                                  test=len(splits.test))
                               + "\n\n" + markdown_table(HEADERS, rows))
     print(markdown_table(HEADERS, rows))
 
 
-NOTE = ("{bits}-bit factors (ap_fixed<{bits},1> codes with a per-factor power-of-two scale), CP over all four "
-        "kernel modes, every conv layer a candidate (ranks chosen per layer by a multiple-choice knapsack; 'keep' "
+NOTE = ("{bits}-bit factors (ap_fixed<{bits},1> codes with a per-factor power-of-two scale), method {method} "
+        "(cp: CP over all four kernel modes; cp3: kernel height and width merged into one mode), every conv layer"
+        " a candidate (ranks chosen per layer by a multiple-choice knapsack; 'keep' "
         "is a candidate). Test accuracy on {test:,} CIFAR-10 test images; fine-tuning: {epochs} epoch(s) of Adam "
         "on {train:,} training images (train_25k.npz minus the validation split), no augmentation, factors trained "
         "through the straight-through quantizer. Ratio = conv parameters before / after (factors + kept layers).")

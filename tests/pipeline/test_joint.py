@@ -92,3 +92,11 @@ def test_narrower_precision_keeps_integer_bits(setup):
     narrow = with_weight_precision(hls, "fc2", 8)
     assert str(narrow.layer("fc2").precision.weight) == "ap_fixed<8,6>"
     assert str(narrow.layer("fc1").precision.weight) == "ap_fixed<16,6>"
+
+
+def test_narrower_precision_takes_integer_bits_from_the_weights(setup):
+    _, _, hls, _, _, _ = setup
+    weight = torch.tensor([[0.9, -0.3], [0.05, 0.2]])
+    narrow = with_weight_precision(hls, "fc2", 8, weight)
+    assert str(narrow.layer("fc2").precision.weight) == "ap_fixed<8,1>"  # |w| < 1: one sign bit, 7 fraction bits
+    assert str(with_weight_precision(hls, "fc2", 8, weight * 3).layer("fc2").precision.weight) == "ap_fixed<8,3>"

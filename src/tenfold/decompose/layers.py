@@ -20,7 +20,6 @@ or a single (kh·kw)×R one for "cp3"); Tucker-2 → (U_out C_out×R_out, U_in C
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from tenfold.decompose.grid import FactorGrid
 from tenfold.decompose.quantized import QuantizedCPResult, absorb_weights, quantized_cp_als
 from tenfold.decompose.tucker import QuantizedTuckerResult, TuckerResult, TuckerTensor, quantized_tucker, tucker_hooi
 from tenfold.errors import ConfigError, ModelError
+from tenfold.modules import clone_module
 
 __all__ = [
     "FORMS",
@@ -242,7 +242,7 @@ class DecomposedWeight(nn.Module):
 
 def _reconstructed(layer: nn.Module, method: str, rank: Rank, grid: FactorGrid | None,
                    factors: Sequence[torch.Tensor]) -> nn.Module:
-    new = copy.deepcopy(layer)
+    new = clone_module(layer)
     parametrization = DecomposedWeight(tuple(layer.weight.shape), method, rank, grid, factors)
     parametrize.register_parametrization(new, "weight", parametrization)
     return new

@@ -17,7 +17,6 @@ unchanged, with the reason in the report.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import math
@@ -47,6 +46,7 @@ from tenfold.decompose.layers import (
 )
 from tenfold.errors import ConfigError, ModelError
 from tenfold.hardware.fixed_point import FixedPoint
+from tenfold.modules import clone_module
 
 __all__ = [
     "EXPONENT_BITS",
@@ -343,7 +343,7 @@ def decompose_model(model: nn.Module, ranks: RankSpec, *, method: str = "cp",
             raise ConfigError(f"pass {reserved} as decompose_model's own argument, not in solver_options")
     if isinstance(ranks, Mapping) and layers is None:
         layers = list(ranks)
-    new = copy.deepcopy(model)
+    new = clone_module(model)
     chosen, skipped = _select(new, layers, skip)
     modules = dict(new.named_modules())
     reports: dict[str, LayerReport] = {}
@@ -505,7 +505,7 @@ def materialize(model: nn.Module, *, merge_factorized: bool = False) -> nn.Modul
     factorized ones become a plain ``nn.Sequential`` of their small layers (or, with ``merge_factorized``,
     one layer of the original type with the rebuilt weight). Nothing refers to tenfold afterwards.
     """
-    out = copy.deepcopy(model)
+    out = clone_module(model)
     for name, module in list(out.named_modules()):
         if isinstance(module, FactorizedLayer):
             plain = module.to_dense() if merge_factorized else nn.Sequential(

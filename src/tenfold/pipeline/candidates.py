@@ -99,14 +99,25 @@ def effective_weight(module: nn.Module) -> torch.Tensor:
     return (module.weight_orig * module.weight_mask if hasattr(module, "weight_orig") else module.weight).detach()
 
 
-def with_weight_precision(hls, layer: str, width: int):
-    """The HLS config with one layer's weight type narrowed to `width` bits, keeping its integer bits."""
+def with_weight_precision(hls, layer: str, width: int, weight: torch.Tensor | None = None):
+    """The HLS config with one layer's weight type narrowed to `width` bits.
+
+    Integer bits come from the weights' range when they are given (so a narrow type spends its bits on the
+    fraction, as post-training calibration would), else from the old type; rounding and saturation are kept.
+    """
+    import math
+
     from tenfold.hardware import FixedPoint
 
     config = hls.layer(layer)
     old = config.precision.weight
-    integer = min(old.integer, width)
-    new = FixedPoint.parse(f"ap_fixed<{width},{integer}>")
+    integer = old.integer
+    if weight is not None:
+        peak = float(weight.abs().max())
+        integer = math.floor(math.log2(peak)) + 2 if peak > 0 else 1
+    integer = min(integer, width)
+    new = dataclasses.replace(old, width=width, integer=integer)
+    FixedPoint.parse(new.to_hls4ml())  # validated like any user-given type
     precision = dataclasses.replace(config.precision, weight=new)
     return hls.with_layer(layer, precision=precision)
 
@@ -172,7 +183,7 @@ def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], prob
                                       Action(layer=name, kind="prune", prune_level=level, mask=mask)))
             tick(f"{name}: prune {level:.2f}")
         for width in widths:
-            narrow = with_weight_precision(hls, name, width)
+            narrow = with_weight_precision(hls, name, width, weight)
             if str(narrow.layer(name).precision.weight) == str(hls.layer(name).precision.weight):
                 tick(f"{name}: {width} bits")
                 continue
@@ -186,7 +197,7 @@ def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], prob
                                           Action(layer=name, kind="prune+precision", prune_level=level, width=width,
                                                  mask=mask)))
                 tick(f"{name}: prune {level:.2f} at {width} bits")
-        for ratio in rank_ratios:
+        for ratio in rank_ratios if not hasattr(module, "weight_mask") else []:  # factors would lose the zeros
             action = _decompose_candidate(model, module, probe, weight, input_shape, hls, name, ratio, bits)
             if action is not None:
                 actions.append(action)
@@ -212,21 +223,37 @@ def _probe(model, module, probe: LossProbe, new_weight, input_shape, hls, name: 
 
 
 def _decompose_candidate(model, module, probe, weight, input_shape, hls, name, ratio, bits) -> Action | None:
-    """Quantized CP at the rank that keeps `ratio` of the layer's parameters, priced with its regeneration kernel."""
-    from tenfold.decompose import FactorGrid, compose_weight, decompose_weight, rank_for_ratio
-    from tenfold.hardware.regeneration import regeneration_cost
+    """Quantized CP (kernel modes merged) keeping `ratio` of the layer's parameters, priced with the weights
+    regenerated from the factors as the layer consumes them (`tenfold.decompose.pricing`, "stream")."""
+    from tenfold.decompose import (
+        FactorGrid,
+        account_layer,
+        compose_weight,
+        decompose_weight,
+        rank_for_ratio,
+        regenerated_layer_resources,
+    )
+    from tenfold.hardware import estimate, get_device
 
-    method = "cp"
+    method = "cp3"
     rank = rank_for_ratio(tuple(weight.shape), ratio, method)
     if not isinstance(rank, int) or rank < 1:
         return None
-    grid = FactorGrid.from_bits(bits) if hasattr(FactorGrid, "from_bits") else FactorGrid(bits)
-    factors, _ = decompose_weight(weight.double(), method, rank, grid, seed=0)
+    grid = FactorGrid(f"fixed<{bits},1>", "per_factor")
+    factors, _ = decompose_weight(weight.double(), method, rank, grid, seed=0, n_iter_max=30)
     rebuilt = compose_weight(method, tuple(weight.shape), factors).to(weight.dtype)
-    action = Action(layer=name, kind="decompose", rank=rank)
-    action = _probe(model, module, probe, rebuilt, input_shape, hls, name, action)
-    regen = regeneration_cost(tuple(weight.shape), rank, bits, hls.layer(name).precision.weight, device=hls.device)
-    stored = float(sum(f.numel() for f in factors))
-    action.cost = action.cost | {"dsp": action.cost["dsp"] + regen.dsp, "bram18": float(regen.bram18),
-                                 "lut": action.cost["lut"] + regen.lut, "params": stored}
+    action = _probe(model, module, probe, rebuilt, input_shape, hls, name,
+                    Action(layer=name, kind="decompose", rank=rank))
+    layer_config = hls.layer(name)
+    account = account_layer(tuple(weight.shape), "cp3", rank, name=name, factor_bits=bits,
+                            weight_bits=layer_config.precision.weight.width)
+    if account.params_after >= account.params_before:
+        return None
+    baseline = estimate(model, input_shape, hls).layer(name)
+    dsp, bram18, lut, ff = regenerated_layer_resources(account, baseline,
+                                                       weight_width=layer_config.precision.weight.width,
+                                                       data_width=hls.default.precision.result.width,
+                                                       device=get_device(hls.device))
+    action.cost = {"dsp": float(dsp), "bram18": float(bram18), "lut": float(lut), "ff": float(ff),
+                   "params": float(account.params_after)}
     return action

@@ -38,6 +38,16 @@ class RunContext:
     def seed(self) -> int:
         return self.config.seed
 
+    def accuracy(self, model: nn.Module, hls, split: str = "val") -> float:
+        """Accuracy on a split, of the fixed-point model when the run changes precisions (see above)."""
+        from tenfold.train import evaluate
+
+        if self.fixed_point_evaluation:
+            from tenfold.quantize import quantize_model
+
+            model = quantize_model(model, hls)
+        return evaluate(model, getattr(self.splits, split)).accuracy
+
     def finetune_config(self):
         return self.config.finetune.to_train_config(self.seed)
 

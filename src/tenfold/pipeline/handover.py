@@ -15,12 +15,11 @@ from tenfold.pipeline.context import RunContext
 
 def plain_model(model: nn.Module) -> nn.Module:
     """The model with compression state baked into ordinary layers (what converters understand)."""
-    import copy
-
+    from tenfold.modules import clone_module
     from tenfold.prune import remove_masks
     from tenfold.prune.masks import refresh_masked_weights
 
-    plain = copy.deepcopy(refresh_masked_weights(model))
+    plain = clone_module(refresh_masked_weights(model))
     try:
         from tenfold.decompose import materialize
     except ImportError:  # pragma: no cover - decomposition layers not installed in this build

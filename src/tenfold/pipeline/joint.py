@@ -22,6 +22,7 @@ from tenfold.pipeline.candidates import (
     Action,
     LossProbe,
     build_candidates,
+    effective_weight,
     with_weight_precision,
 )
 from tenfold.pipeline.context import RunContext
@@ -31,7 +32,6 @@ from tenfold.report import Snapshot, take_snapshot
 def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, Any, list[Snapshot]]:
     """Run the joint rounds; returns the compressed model, its HLS config and a snapshot per round."""
     from tenfold.prune import Budget
-    from tenfold.train import evaluate
 
     config = ctx.config
     section = config.joint
@@ -39,7 +39,7 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
     baseline = ctx.baseline_cost
     params = {layer.name: layer.n_nonzero for layer in baseline.layers if layer.n_weights}
     resolved = budget.resolve(baseline, params)
-    baseline_val = evaluate(model, ctx.splits.val).accuracy
+    baseline_val = ctx.accuracy(model, hls)
     snapshots: list[Snapshot] = []
     best: tuple[nn.Module, Any] | None = None
     for round_index in range(section.rounds):
@@ -47,7 +47,7 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
         fraction = (round_index + 1) / section.rounds
         candidate_model, candidate_hls, choice = _one_round(ctx, model, hls, resolved, baseline, fraction,
                                                             round_index)
-        val = evaluate(candidate_model, ctx.splits.val).accuracy
+        val = ctx.accuracy(candidate_model, candidate_hls)
         accepted = baseline_val - val <= config.tolerance
         snapshots.append(take_snapshot(
             candidate_model, ctx.input_shape, candidate_hls, label=f"joint round {round_index + 1} "
@@ -64,11 +64,11 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
 
 
 def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fraction: float, round_index: int):
-    from tenfold.hardware import estimate
+    from tenfold.decompose.pricing import estimate_decomposed
     from tenfold.train import fit
 
     section = ctx.config.joint
-    current = estimate(model, ctx.input_shape, hls)
+    current = estimate_decomposed(model, ctx.input_shape, hls)
     layers = [layer.name for layer in current.layers if layer.n_weights and _plain_layer(model, layer.name)]
     probe = LossProbe(model, ctx.splits.train, section.sensitivity_batches, seed=ctx.seed + round_index)
     decompose = "decompose" in ctx.config.methods
@@ -98,7 +98,9 @@ def _plain_layer(model: nn.Module, name: str) -> bool:
         module = model.get_submodule(name)
     except AttributeError:
         return False
-    return isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d) and not hasattr(module, "rank")
+    from torch.nn.utils import parametrize
+
+    return isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d) and not parametrize.is_parametrized(module)
 
 
 def solve_actions(candidates: dict[str, list[Action]], resolved, baseline, fraction: float,
@@ -139,25 +141,26 @@ def _baseline_use(baseline, limit) -> float:
 
 def apply_actions(ctx: RunContext, model: nn.Module, hls, actions: list[Action]):
     """A copy of the model (and HLS config) with the chosen actions applied."""
-    import copy
-
+    from tenfold.modules import clone_module
     from tenfold.prune import apply_masks
     from tenfold.prune.masks import refresh_masked_weights
 
-    new_model = copy.deepcopy(refresh_masked_weights(model))
+    new_model = clone_module(refresh_masked_weights(model))
     new_hls = hls
     masks = {a.layer: a.mask for a in actions if a.mask is not None}
     if masks:
         apply_masks(new_model, masks)
     for action in actions:
         if action.width is not None:
-            new_hls = with_weight_precision(new_hls, action.layer, action.width)
+            new_hls = with_weight_precision(new_hls, action.layer, action.width,
+                                            effective_weight(new_model.get_submodule(action.layer)))
     ranks = {a.layer: a.rank for a in actions if a.kind == "decompose"}
     if ranks:
         from tenfold.decompose import decompose_model
 
-        new_model, _ = decompose_model(new_model, ranks, method="cp", precision=ctx.config.decompose.bits,
-                                       layers=list(ranks), skip=(), seed=ctx.seed)
+        new_model, _ = decompose_model(new_model, ranks, method="cp3",
+                                       precision=f"fixed<{ctx.config.decompose.bits},1>", layers=list(ranks),
+                                       skip=(), seed=ctx.seed, n_iter_max=30)
     return new_model, new_hls
 
 

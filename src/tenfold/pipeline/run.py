@@ -21,7 +21,7 @@ from tenfold.pipeline.config import RunConfig
 from tenfold.pipeline.context import RunContext, budget_met, prepare_context
 from tenfold.pipeline.outdir import prepare_output_dir
 from tenfold.report import RunReport, Snapshot, render_markdown, take_snapshot, write_plots
-from tenfold.train import evaluate, load_model, save_checkpoint
+from tenfold.train import load_model, save_checkpoint
 
 STATE_FILE = "run_state.json"
 
@@ -98,14 +98,8 @@ def run_stage(stage: str, ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Mo
 def _evaluated_snapshot(ctx: RunContext, model: nn.Module, hls, *, label: str, stage: str,
                         seconds: float = 0.0, notes: dict | None = None) -> Snapshot:
     """Accuracy (of the fixed-point model when the run changes precisions) and resources of `model`."""
-    scored = model
-    if ctx.fixed_point_evaluation:
-        from tenfold.quantize import quantize_model
-
-        scored = quantize_model(model, hls)
-    val = evaluate(scored, ctx.splits.val).accuracy
-    test = evaluate(scored, ctx.splits.test).accuracy
-    notes = (notes or {}) | {"evaluation": "fixed-point" if scored is not model else "float"}
+    val, test = ctx.accuracy(model, hls, "val"), ctx.accuracy(model, hls, "test")
+    notes = (notes or {}) | {"evaluation": "fixed-point" if ctx.fixed_point_evaluation else "float"}
     return take_snapshot(model, ctx.input_shape, hls, label=label, stage=stage, val_accuracy=val,
                          test_accuracy=test, seconds=seconds, notes=notes)
 

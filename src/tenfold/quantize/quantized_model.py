@@ -19,7 +19,6 @@ before summing, fake quantization casts the finished sum. `hardware_mode=True` r
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from torch.nn.utils import prune as torch_prune
 from tenfold.errors import ModelError
 from tenfold.hardware.fixed_point import FixedPoint, Rounding
 from tenfold.hardware.hls_config import HLSConfig, LayerConfig, LayerPrecision
+from tenfold.modules import clone_module
 from tenfold.quantize.emulate import emulate
 from tenfold.quantize.fake import FakeQuant
 
@@ -309,7 +309,7 @@ def _deepcopy(model: nn.Module) -> nn.Module:
         for value in vars(module).values():
             if isinstance(value, torch.Tensor) and not value.is_leaf:
                 memo[id(value)] = value.detach().clone()
-    return copy.deepcopy(model, memo)
+    return clone_module(model, memo)
 
 
 def to_float(model: QuantizedModel, *, quantized: bool = True) -> nn.Module:
@@ -320,7 +320,7 @@ def to_float(model: QuantizedModel, *, quantized: bool = True) -> nn.Module:
     """
     if not isinstance(model, QuantizedModel):
         raise ModelError(f"to_float expects a QuantizedModel (from quantize_model), got {type(model).__name__}")
-    plain = copy.deepcopy(model.model)
+    plain = clone_module(model.model)
     for module in list(plain.modules()):
         if parametrize.is_parametrized(module):
             _unparametrize(module, quantized=quantized)
@@ -337,11 +337,20 @@ def _unparametrize(module: nn.Module, *, quantized: bool) -> None:
     values = {}
     with torch.no_grad():
         for tensor_name, chain in module.parametrizations.items():
-            value = chain.original.detach().clone()
-            for step in chain:
+            steps = list(chain)
+            if hasattr(chain, "original"):
+                source = chain.original
+                value = source.detach().clone()
+            else:  # a multi-tensor first step, e.g. a weight rebuilt from decomposition factors
+                originals = []
+                while hasattr(chain, f"original{len(originals)}"):
+                    originals.append(getattr(chain, f"original{len(originals)}"))
+                source = originals[0]
+                value = steps.pop(0)(*originals).detach().clone()
+            for step in steps:
                 if quantized or isinstance(step, _PruneMask):
                     value = step(value)
-            values[tensor_name] = (value, chain.original.requires_grad)
+            values[tensor_name] = (value, source.requires_grad)
     del module._modules["parametrizations"]
     module.__class__ = module.__class__.__bases__[0]  # parametrize made Parametrized<Class>(Class)
     for tensor_name in ("weight", "bias", *values):

@@ -15,7 +15,6 @@ changes, so narrowing a type removes fractional bits. Accumulators are exact (`c
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from torch import nn
 from tenfold.errors import ConfigError
 from tenfold.hardware.estimate import estimate
 from tenfold.hardware.hls_config import HLSConfig
+from tenfold.modules import clone_module
 from tenfold.quantize.calibrate import ValueRange, observe_ranges
 from tenfold.quantize.ptq import calibrated_config
 from tenfold.quantize.qat import hardware_accuracy
@@ -215,7 +215,7 @@ def search_precision(
     if not 0 <= tolerance < 1:
         raise ConfigError(f"tolerance is an absolute accuracy drop in [0, 1), got {tolerance}")
     hardware = hardware or "accum" in kinds
-    model = copy.deepcopy(model).eval()  # priced and evaluated in eval mode; the caller's model is untouched
+    model = clone_module(model).eval()  # priced and evaluated in eval mode; the caller's model is untouched
     loader = make_loader(val_data, batch_size, shuffle=False)
     if input_shape is None:
         input_shape = tuple(next(iter(loader))[0].shape[1:])

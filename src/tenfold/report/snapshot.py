@@ -116,9 +116,9 @@ def take_snapshot(model: nn.Module, input_shape: tuple[int, ...], hls_config, *,
                   val_accuracy: float | None = None, test_accuracy: float | None = None, seconds: float = 0.0,
                   notes: dict[str, Any] | None = None) -> Snapshot:
     """Price `model` with the hardware model and record what each weighted layer holds."""
-    from tenfold.hardware import estimate
+    from tenfold.decompose.pricing import estimate_decomposed
 
-    cost = estimate(model, input_shape, hls_config)
+    cost = estimate_decomposed(model, input_shape, hls_config)
     ranks = _ranks(model)
     layers = []
     for layer in cost.layers:
@@ -136,18 +136,20 @@ def take_snapshot(model: nn.Module, input_shape: tuple[int, ...], hls_config, *,
 
 
 def _ranks(model: nn.Module) -> dict[str, int]:
-    """Rank of every decomposed layer (modules that expose a `rank` attribute)."""
-    return {name: int(module.rank) for name, module in model.named_modules()
-            if isinstance(getattr(module, "rank", None), int)}
+    """Rank of every decomposed layer (Tucker-2: the larger of its two ranks)."""
+    from tenfold.decompose import decomposed_layers
+
+    return {layer.name: int(max(layer.rank) if isinstance(layer.rank, tuple) else layer.rank)
+            for layer in decomposed_layers(model)}
 
 
 def _layer_stored(model: nn.Module, name: str, nonzero: int) -> int:
-    try:
-        module = model.get_submodule(name)
-    except AttributeError:
-        return nonzero
-    if isinstance(getattr(module, "rank", None), int):
-        return sum(int(p.numel()) for n, p in module.named_parameters() if not n.endswith("bias"))
+    """Factor entries of a decomposed layer, non-zero weights otherwise."""
+    from tenfold.decompose import decomposed_layers
+
+    for layer in decomposed_layers(model):
+        if layer.name == name:
+            return int(sum(f.numel() for f in layer.factors))
     return nonzero
 
 

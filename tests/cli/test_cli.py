@@ -77,13 +77,18 @@ def test_demo_runs_and_reports(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "jet_mlp" in result.stdout and "lenet" in result.stdout and "test acc" in result.stdout
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
-    assert {row["model"] for row in report["models"]} == {"jet_mlp", "jet_mlp pruned", "lenet"}
+    rows = {row["model"]: row for row in report["models"]}
+    assert set(rows) == {"jet_mlp", "lenet", "jet_mlp joint (prune+quantize)", "lenet decomposed"}
     assert all(0.5 < row["test_accuracy"] <= 1.0 for row in report["models"])
-    pruned = next(row for row in report["models"] if row["model"] == "jet_mlp pruned")
-    baseline = next(row for row in report["models"] if row["model"] == "jet_mlp")
-    assert pruned["hardware"]["dsp"] < baseline["hardware"]["dsp"]
+    joint, baseline = rows["jet_mlp joint (prune+quantize)"], rows["jet_mlp"]
+    assert joint["hardware"]["dsp"] < baseline["hardware"]["dsp"]
+    assert rows["lenet decomposed"]["parameters"] < rows["lenet"]["parameters"]
+    for row in (joint, rows["lenet decomposed"]):
+        assert Path(row["report"]).is_file() and (Path(row["report"]).parent / "pareto.png").is_file()
     if shutil.which("g++"):
-        assert pruned["hardware"]["csim"] == "bit-exact" and "bit-exact" in result.stdout
+        assert joint["hardware"]["csim"] == "bit-exact" and "bit-exact" in result.stdout
+        assert rows["lenet decomposed"]["hardware"]["csim"] == "bit-exact"
+    assert "report_md" in result.stdout and "pareto" in result.stdout
     # a second run never clobbers the first
     again = run("demo", "--out", str(tmp_path / "demo"), "--epochs", "1", "--no-progress")
     assert again.returncode == 0 and (tmp_path / "demo-2" / "report.json").exists()

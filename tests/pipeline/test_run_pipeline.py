@@ -83,3 +83,20 @@ def test_resume_finishes_from_saved_stage(tmp_path, finished):
 def test_resume_without_state_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="nothing to resume"):
         run(run_config_from_dict(RECIPE), tmp_path / "empty", resume=True, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (__import__("pathlib").Path(__file__).parents[2] /
+                                                           "examples").glob("digits_*.yaml")))
+def test_every_example_recipe_runs(recipe, tmp_path):
+    """`tenfold run` on each shipped example (minutes each: run with -m slow)."""
+    from pathlib import Path
+
+    from tenfold.pipeline.config import load_run_config
+
+    config = load_run_config(Path(__file__).parents[2] / "examples" / recipe)
+    result = run(config, tmp_path / "out", progress=False)
+    assert (result.out_dir / "report.md").is_file()
+    assert result.report.final.val_accuracy is not None
+    if result.report.export.get("csim") not in (None,):
+        assert result.report.export["csim"] == "bit-exact"

@@ -15,7 +15,9 @@ def add_demo_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run the main job on scikit-learn digits (no downloads)",
-        description="Train tenfold's reference models on scikit-learn digits and print a summary table.",
+        description="Train tenfold's reference models on scikit-learn digits, compress them (joint pruning + "
+        "precision for DSPs, quantized decomposition for memory), export to hls4ml with a C-simulation check, and "
+        "print the before/after tables and where the reports and plots are.",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (runs/demo)")
     parser.add_argument("--epochs", type=int, default=DemoConfig.epochs)
@@ -45,7 +47,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
             f"{row.hardware['dsp']:,.0f}",
             f"{row.hardware['bram18']:,.0f}",
             f"{row.hardware['lut']:,.0f}",
-            f"{row.hardware['latency_ns']:,.0f} ns",
+            f"{row.hardware.get('latency_ns', 0):,.0f} ns",
         )
     console.print(table)
     console.print(f"FPGA estimate: {config.device}, {config.precision}, {config.strategy} strategy, "
@@ -55,6 +57,10 @@ def run_demo_command(args: argparse.Namespace) -> int:
             samples = row.hardware.get("csim_samples")
             console.print(f"hls4ml C simulation of {row.model} vs tenfold's bit-exact emulation"
                           f"{f' on {samples} test images' if samples else ''}: [bold]{row.hardware['csim']}[/bold]")
+    from tenfold.cli.run_cmd import print_run_summary
+
+    for run_report in result.runs:
+        print_run_summary(run_report)
     console.print(f"checkpoints and report: [bold]{result.out_dir}[/bold] (report: {result.report_path})")
     console.print(f"total time {result.seconds:.1f}s")
     return 0

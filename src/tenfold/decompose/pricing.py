@@ -29,57 +29,69 @@ MODES = ("stream", "buffer")
 def estimate_decomposed(model: nn.Module, input_shape: tuple[int, ...], config, *, mode: str = "stream",
                         parallelism: int = 1, **kwargs):
     """`tenfold.hardware.estimate`, with decomposed layers priced as regenerated from their factors (see above)."""
-    from tenfold.errors import ConfigError
-    from tenfold.hardware import estimate, get_device
+    from tenfold.hardware import estimate
 
-    if mode not in MODES:
-        raise ConfigError(f"regeneration mode must be one of {', '.join(MODES)}, got {mode!r}")
-
+    _check_mode(mode)
     cost = estimate(model, input_shape, config, **kwargs)
     layers = {layer.name: layer for layer in decomposed_layers(model)}
     if not layers:
         return cost
-    device = get_device(config.device)
-    data_width = config.default.precision.result.width
     priced = []
     for layer_cost in cost.layers:
         layer = layers.get(layer_cost.name)
         if layer is None or layer.grid is None:
             priced.append(layer_cost)
             continue
-        weight_width = config.layer(layer_cost.name).precision.weight.width
-        account = account_layer(layer.weight_shape, ACCOUNT_METHOD[layer.method], layer.rank, name=layer.name,
-                                factor_bits=layer.grid.precision.width, weight_bits=weight_width,
-                                scale=layer.grid.scale if layer.grid.scale != "none" else "per_factor")
-        if mode == "stream":
-            dsp, bram18, lut, ff = regenerated_layer_resources(account, layer_cost, weight_width=weight_width,
-                                                               data_width=data_width, device=device)
-            external = 0
-        else:
-            dsp, bram18, lut, ff, external = _buffered(layer, layer_cost, config, parallelism)
-        details = dict(layer_cost.details) | {"decomposed": {
-            "mode": mode, "external_bytes_saved": external,
-            "method": layer.method, "rank": layer.rank, "factor_bits": layer.grid.precision.width,
-            "stored_parameters": account.params_after, "weights": account.params_before,
-            "before": {"dsp": layer_cost.dsp, "bram18": layer_cost.bram18, "lut": layer_cost.lut,
-                       "ff": layer_cost.ff}}}
-        priced.append(dataclasses.replace(layer_cost, dsp=float(dsp), bram18=float(bram18), lut=float(lut),
-                                          ff=float(ff), details=details))
+        priced.append(price_decomposed_layer(layer_cost, layer.weight_shape, layer.method, layer.rank,
+                                             layer.grid.precision.width, config, mode=mode,
+                                             parallelism=parallelism, scale=layer.grid.scale))
     return dataclasses.replace(cost, layers=priced)
 
 
-def _buffered(layer, layer_cost, config, parallelism: int):
+def price_decomposed_layer(layer_cost, weight_shape, method: str, rank, factor_bits: int, config, *,
+                           mode: str = "stream", parallelism: int = 1, scale: str = "per_factor"):
+    """The LayerCost of one layer once its weight is stored as `rank` factors of `factor_bits` (see above)."""
+    from tenfold.hardware import get_device
+
+    _check_mode(mode)
+    weight_width = config.layer(layer_cost.name).precision.weight.width
+    account = account_layer(tuple(weight_shape), ACCOUNT_METHOD[method], rank, name=layer_cost.name,
+                            factor_bits=factor_bits, weight_bits=weight_width,
+                            scale=scale if scale != "none" else "per_factor")
+    if mode == "stream":
+        dsp, bram18, lut, ff = regenerated_layer_resources(account, layer_cost, weight_width=weight_width,
+                                                           data_width=config.default.precision.result.width,
+                                                           device=get_device(config.device))
+        external = 0
+    else:
+        dsp, bram18, lut, ff, external = _buffered(layer_cost, tuple(weight_shape), method, rank, factor_bits,
+                                                   config, parallelism)
+    details = dict(layer_cost.details) | {"decomposed": {
+        "mode": mode, "external_bytes_saved": external, "method": method, "rank": rank,
+        "factor_bits": factor_bits, "stored_parameters": account.params_after, "weights": account.params_before,
+        "before": {"dsp": layer_cost.dsp, "bram18": layer_cost.bram18, "lut": layer_cost.lut, "ff": layer_cost.ff}}}
+    return dataclasses.replace(layer_cost, dsp=float(dsp), bram18=float(bram18), lut=float(lut), ff=float(ff),
+                               details=details)
+
+
+def _check_mode(mode: str) -> None:
+    from tenfold.errors import ConfigError
+
+    if mode not in MODES:
+        raise ConfigError(f"regeneration mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def _buffered(layer_cost, weight_shape, method, rank, factor_bits, config, parallelism: int):
     """Layer cost plus a regeneration kernel that fills the layer's weight memory once."""
     from tenfold.decompose.accounting import decomposed_shape
     from tenfold.hardware.regeneration import regeneration_cost
 
-    if layer.method == "tucker2" or not isinstance(layer.rank, int):  # the C++ kernel regenerates CP only
+    if method == "tucker2" or not isinstance(rank, int):  # the C++ kernel regenerates CP only
         return layer_cost.dsp, layer_cost.bram18, layer_cost.lut, layer_cost.ff, 0
-    shape = decomposed_shape(layer.weight_shape, ACCOUNT_METHOD[layer.method])
+    shape = decomposed_shape(weight_shape, ACCOUNT_METHOD[method])
     last = shape[-1]
     lanes = max(d for d in range(1, min(parallelism, last) + 1) if last % d == 0)
-    regen = regeneration_cost(shape, layer.rank, layer.grid.precision.width,
-                              config.layer(layer_cost.name).precision.weight, lanes, config.device,
-                              clock_period_ns=config.clock_period_ns)
+    regen = regeneration_cost(shape, rank, factor_bits, config.layer(layer_cost.name).precision.weight, lanes,
+                              config.device, clock_period_ns=config.clock_period_ns)
     return (layer_cost.dsp + regen.dsp, layer_cost.bram18 + regen.bram18, layer_cost.lut + regen.lut,
             layer_cost.ff, regen.bytes_saved)

@@ -159,7 +159,8 @@ def quantized_weight(weight: torch.Tensor, hls, layer: str) -> torch.Tensor:
 
 def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], probe: LossProbe, *,
                      prune_levels: list[float], widths: list[int], rank_ratios: list[float], bits: int,
-                     progress: Callable[[int, int, str], None] | None = None) -> dict[str, list[Action]]:
+                     regeneration: str = "buffer", progress: Callable[[int, int, str], None] | None = None
+                     ) -> dict[str, list[Action]]:
     """Every candidate action of every layer, priced and valued (the model is restored after each probe)."""
     total = len(layers) * (1 + len(prune_levels) * (1 + len(widths)) + len(widths) + len(rank_ratios))
     done = 0
@@ -198,7 +199,8 @@ def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], prob
                                                  mask=mask)))
                 tick(f"{name}: prune {level:.2f} at {width} bits")
         for ratio in rank_ratios if not hasattr(module, "weight_mask") else []:  # factors would lose the zeros
-            action = _decompose_candidate(model, module, probe, weight, input_shape, hls, name, ratio, bits)
+            action = _decompose_candidate(model, module, probe, weight, input_shape, hls, name, ratio, bits,
+                                          regeneration)
             if action is not None:
                 actions.append(action)
             tick(f"{name}: rank ratio {ratio}")
@@ -222,18 +224,13 @@ def _probe(model, module, probe: LossProbe, new_weight, input_shape, hls, name: 
     return action
 
 
-def _decompose_candidate(model, module, probe, weight, input_shape, hls, name, ratio, bits) -> Action | None:
-    """Quantized CP (kernel modes merged) keeping `ratio` of the layer's parameters, priced with the weights
-    regenerated from the factors as the layer consumes them (`tenfold.decompose.pricing`, "stream")."""
-    from tenfold.decompose import (
-        FactorGrid,
-        account_layer,
-        compose_weight,
-        decompose_weight,
-        rank_for_ratio,
-        regenerated_layer_resources,
-    )
-    from tenfold.hardware import estimate, get_device
+def _decompose_candidate(model, module, probe, weight, input_shape, hls, name, ratio, bits,
+                         regeneration: str) -> Action | None:
+    """Quantized CP (kernel modes merged) keeping `ratio` of the layer's parameters, priced like
+    `tenfold.decompose.pricing` prices it (weights regenerated on chip, `regeneration` mode)."""
+    from tenfold.decompose import FactorGrid, compose_weight, decompose_weight, rank_for_ratio
+    from tenfold.decompose.pricing import price_decomposed_layer
+    from tenfold.hardware import estimate
 
     method = "cp3"
     rank = rank_for_ratio(tuple(weight.shape), ratio, method)
@@ -241,19 +238,13 @@ def _decompose_candidate(model, module, probe, weight, input_shape, hls, name, r
         return None
     grid = FactorGrid(f"fixed<{bits},1>", "per_factor")
     factors, _ = decompose_weight(weight.double(), method, rank, grid, seed=0, n_iter_max=30)
-    rebuilt = compose_weight(method, tuple(weight.shape), factors).to(weight.dtype)
-    action = _probe(model, module, probe, rebuilt, input_shape, hls, name,
-                    Action(layer=name, kind="decompose", rank=rank))
-    layer_config = hls.layer(name)
-    account = account_layer(tuple(weight.shape), "cp3", rank, name=name, factor_bits=bits,
-                            weight_bits=layer_config.precision.weight.width)
-    if account.params_after >= account.params_before:
+    stored = sum(f.numel() for f in factors)
+    if stored >= weight.numel():
         return None
-    baseline = estimate(model, input_shape, hls).layer(name)
-    dsp, bram18, lut, ff = regenerated_layer_resources(account, baseline,
-                                                       weight_width=layer_config.precision.weight.width,
-                                                       data_width=hls.default.precision.result.width,
-                                                       device=get_device(hls.device))
-    action.cost = {"dsp": float(dsp), "bram18": float(bram18), "lut": float(lut), "ff": float(ff),
-                   "params": float(account.params_after)}
+    rebuilt = compose_weight(method, tuple(weight.shape), factors).to(weight.dtype)
+    action = Action(layer=name, kind="decompose", rank=rank)
+    action.loss_increase = probe.increase_with(module, rebuilt)
+    cost = price_decomposed_layer(estimate(model, input_shape, hls).layer(name), tuple(weight.shape), method, rank,
+                                  bits, hls, mode=regeneration)
+    action.cost = {"dsp": cost.dsp, "bram18": cost.bram18, "lut": cost.lut, "ff": cost.ff, "params": float(stored)}
     return action

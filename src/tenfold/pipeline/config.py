@@ -98,6 +98,7 @@ class DecomposeSection:
     layers: list[str] | None = None
     sensitivity_batches: int = 4
     n_iter_max: int = 50
+    regeneration: str = "buffer"  # how the chip rebuilds weights: once into weight memory, or while streaming
 
 
 @dataclass
@@ -179,6 +180,8 @@ class RunConfig:
                     raise ConfigError(f"{key}: {exc}") from None
         if self.decompose.bits < 2 or self.decompose.bits > 32:
             raise ConfigError(f"decompose.bits: between 2 and 32, got {self.decompose.bits}")
+        if self.decompose.regeneration not in ("buffer", "stream"):
+            raise ConfigError(f"decompose.regeneration: 'buffer' or 'stream', got {self.decompose.regeneration!r}")
         if self.quantize.method not in ("ptq", "search"):
             raise ConfigError(f"quantize.method: 'ptq' or 'search', got {self.quantize.method!r}")
 

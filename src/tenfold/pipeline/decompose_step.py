@@ -39,7 +39,8 @@ def decompose_and_finetune(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.M
     decomposed, _ = decompose_model(model, plan.ranks, method=section.method, precision=precision,
                                     form=section.form, layers=list(plan.ranks), skip=(), seed=ctx.seed,
                                     n_iter_max=section.n_iter_max)
-    snapshots = [take_snapshot(decomposed, ctx.input_shape, hls, label="decomposed (before fine-tuning)",
+    snapshots = [take_snapshot(decomposed, ctx.input_shape, hls, regeneration=section.regeneration,
+                               label="decomposed (before fine-tuning)",
                                stage="decompose-step", val_accuracy=evaluate(decomposed, ctx.splits.val).accuracy,
                                notes={"ranks": plan.ranks, "target": section.target, "ratio": plan.ratio})]
     finetune = with_finetune_seed(ctx, 200)

@@ -1,7 +1,8 @@
 """The main job on the embedded default data (scikit-learn digits): what `make demo` runs.
 
-It trains tenfold's reference architectures on digits and writes checkpoints plus a JSON report.
-Later stages (estimate, prune, decompose, quantize, export) plug in here as they land.
+It trains tenfold's reference architectures on digits, prices them with the hardware model, compresses them
+with two `tenfold run` recipes (joint pruning + precision for DSPs; quantized decomposition for memory), exports
+both to hls4ml with a bit-exact C-simulation check, and writes checkpoints, reports and plots.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tenfold.train.progress import ProgressReporter, RichProgressReporter
 
 @dataclass
 class DemoConfig:
-    """What the demo trains; the defaults finish in well under a minute on 2 CPU cores."""
+    """What the demo trains and compresses; the defaults finish in a few minutes on 2 CPU cores."""
 
     out_dir: Path = Path("runs/demo")
     models: tuple[str, ...] = ("jet_mlp", "lenet")
@@ -36,15 +37,15 @@ class DemoConfig:
     precision: str = "fixed<16,6>"
     strategy: str = "Latency"
     reuse_factor: int = 1
-    prune_model: str = "jet_mlp"
-    prune_budget: str = "dsp<=0.25x"
-    prune_steps: int = 3
-    prune_tolerance: float = 0.02  # 2 points: the digits validation split has only 180 images
+    finetune_epochs: int = 3
+    joint_budget: str = "dsp<=0.2x,lut<=0.6x"
+    decompose_target: str = "3x"
+    tolerance: float = 0.02  # 2 points: the digits validation split has only 180 images
 
 
 @dataclass
 class DemoModelResult:
-    """One trained model of the demo."""
+    """One trained or compressed model of the demo."""
 
     model: str
     architecture: str
@@ -55,6 +56,7 @@ class DemoModelResult:
     epochs_run: int
     checkpoint: str
     hardware: dict[str, Any] = field(default_factory=dict)
+    report: str = ""
 
 
 @dataclass
@@ -63,23 +65,32 @@ class DemoResult:
 
     dataset: dict[str, Any]
     models: list[DemoModelResult] = field(default_factory=list)
+    runs: list[Any] = field(default_factory=list)  # RunReport of each compression recipe
     out_dir: str = ""
     report_path: str = ""
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["runs"] = [run.outputs for run in self.runs]
+        return data
 
 
 def run_demo(config: DemoConfig | None = None, *, progress: bool | ProgressReporter = True) -> DemoResult:
-    """Train the reference models on digits, evaluate them and write checkpoints and `report.json`."""
+    """Train the reference models on digits, then compress them with two `tenfold run` recipes.
+
+    1. the jet-tagger MLP architecture: joint knapsack over DSP-pattern pruning and narrower weights under a DSP
+       and LUT budget (Latency strategy), exported to hls4ml and checked bit for bit in C simulation;
+    2. LeNet: quantized CP decomposition to fewer stored parameters (Resource strategy, weights in BRAM),
+       fine-tuned, exported the same way.
+    """
     from tenfold.data import load_digits
     from tenfold.hardware import estimate, make_config
     from tenfold.hardware.estimate import uniform_reuse_config
     from tenfold.models import create, kwargs_for_data
 
     config = config or DemoConfig()
-    if progress is True:  # bars, but no per-epoch lines: the summary table says what matters
+    if progress is True:  # bars, but no per-epoch lines: the summary tables say what matters
         progress = RichProgressReporter(log_lines=False)
     started = time.perf_counter()
     out_dir = prepare_output_dir(config.out_dir, overwrite=config.overwrite, auto_suffix=not config.overwrite)
@@ -88,6 +99,7 @@ def run_demo(config: DemoConfig | None = None, *, progress: bool | ProgressRepor
     train_config = TrainConfig(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer="adam", seed=config.seed
     )
+    checkpoints = {}
     for name in config.models:
         torch.manual_seed(config.seed)
         model = create(name, **kwargs_for_data(name, splits.input_shape, splits.num_classes))
@@ -103,6 +115,7 @@ def run_demo(config: DemoConfig | None = None, *, progress: bool | ProgressRepor
             metadata={"dataset": splits.name, "input_shape": list(splits.input_shape), "test_accuracy": test.accuracy,
                       "train_config": train_config.to_dict()},
         )
+        checkpoints[name] = checkpoint
         result.models.append(
             DemoModelResult(
                 model=name,
@@ -116,8 +129,10 @@ def run_demo(config: DemoConfig | None = None, *, progress: bool | ProgressRepor
                 hardware=cost.totals | {"latency_ns": cost.latency_ns, "latency_cycles": cost.latency_cycles},
             )
         )
-        if name == config.prune_model and config.prune_budget:
-            result.models.append(_prune_stage(config, model, splits, hls, out_dir, progress))
+    for label, recipe in _recipes(config, checkpoints):
+        run_report = _compress(label, recipe, out_dir, progress)
+        result.runs.append(run_report)
+        result.models.append(_row(label, run_report))
     result.seconds = time.perf_counter() - started
     result.report_path = str(out_dir / "report.json")
     payload = result.to_dict() | {
@@ -128,56 +143,50 @@ def run_demo(config: DemoConfig | None = None, *, progress: bool | ProgressRepor
     return result
 
 
-def _prune_stage(config: DemoConfig, model, splits, hls, out_dir: Path, progress) -> DemoModelResult:
-    """Prune the trained model for DSPs with the knapsack pruner and price the result."""
-    from tenfold.hardware import estimate
-    from tenfold.hardware.estimate import uniform_reuse_config
-    from tenfold.prune import PruneConfig, Pruner
-
-    hls = uniform_reuse_config(hls, model, splits.input_shape)
-    prune_config = PruneConfig(budget=config.prune_budget, structure="pattern", steps=config.prune_steps,
-                               tolerance=config.prune_tolerance, seed=config.seed,
-                               finetune=TrainConfig(epochs=3, lr=1e-3, seed=config.seed))
-    pruned = Pruner(prune_config, hls, splits.input_shape).fit(model, splits.train, splits.val, progress=progress)
-    test = evaluate(pruned.model, splits.test)
-    cost = estimate(pruned.model, splits.input_shape, hls)
-    atomic_write_json(out_dir / f"{config.prune_model}_pruned_report.json", pruned.report.to_dict())
-    checkpoint = save_checkpoint(out_dir / f"{config.prune_model}_pruned.pt", pruned.model, metadata={
-        "dataset": splits.name, "input_shape": list(splits.input_shape), "test_accuracy": test.accuracy,
-        "budget": config.prune_budget})
-    hardware = cost.totals | {"latency_ns": cost.latency_ns, "latency_cycles": cost.latency_cycles}
-    hardware |= _export_stage(pruned.model, hls, splits, out_dir)
-    saved = 1 - cost.totals["dsp"] / max(pruned.report.baseline_resources["dsp"], 1)
-    return DemoModelResult(
-        model=f"{config.prune_model} pruned",
-        architecture=f"knapsack pruning, {config.prune_budget}: {100 * saved:.0f}% fewer DSP",
-        parameters=int(sum(int((p != 0).sum()) for p in pruned.model.parameters())),
-        val_accuracy=pruned.report.final_accuracy,
-        test_accuracy=test.accuracy,
-        train_seconds=pruned.report.seconds,
-        epochs_run=len(pruned.report.steps),
-        checkpoint=str(checkpoint),
-        hardware=hardware,
-    )
+def _recipes(config: DemoConfig, checkpoints: dict[str, Path]) -> list[tuple[str, dict[str, Any]]]:
+    """The two compression recipes, as `tenfold run` YAML would spell them."""
+    common = {"data": {"name": "digits"}, "seed": config.seed, "tolerance": config.tolerance,
+              "finetune": {"epochs": config.finetune_epochs, "lr": 1e-3},
+              "export": {"hls4ml": True, "check_samples": 100}}
+    recipes = []
+    if "jet_mlp" in checkpoints:
+        recipes.append(("jet_mlp joint (prune+quantize)", common | {
+            "model": {"checkpoint": str(checkpoints["jet_mlp"])},
+            "hardware": {"device": config.device, "precision": config.precision, "strategy": "Latency",
+                         "reuse_factor": 1},
+            "budget": config.joint_budget, "strategy": "joint", "methods": ["prune", "quantize"],
+            "joint": {"prune_levels": [0.5, 0.75, 0.9], "widths": [12, 10, 8], "rounds": 2}}))
+    if "lenet" in checkpoints:
+        recipes.append(("lenet decomposed", common | {
+            "model": {"checkpoint": str(checkpoints["lenet"])},
+            "hardware": {"device": config.device, "precision": config.precision, "strategy": "Resource",
+                         "reuse_factor": 4},
+            "methods": ["decompose"],
+            "decompose": {"target": config.decompose_target, "bits": 8, "method": "cp3", "sensitivity_batches": 2,
+                          "n_iter_max": 30}}))
+    return recipes
 
 
-def _export_stage(model, hls, splits, out_dir: Path) -> dict:
-    """Write the hls4ml project and compare its compiled C simulation with tenfold's emulation."""
-    import shutil
+def _compress(label: str, recipe: dict[str, Any], out_dir: Path, progress):
+    from tenfold.pipeline.config import run_config_from_dict
+    from tenfold.pipeline.run import run
 
-    from tenfold.errors import TenfoldError
-    from tenfold.export import check_bit_exact, export_hls4ml
+    folder = out_dir / label.split(" (")[0].replace(" ", "_")
+    return run(run_config_from_dict(recipe), folder, progress=progress).report
 
-    if shutil.which("g++") is None:
-        return {"csim": "skipped: g++ not found"}
-    try:
-        project, quantized = export_hls4ml(model.eval(), hls, splits.input_shape, out_dir / "hls4ml_prj")
-        check = check_bit_exact(project, quantized, hls, splits.test.tensors[0])
-    except TenfoldError as exc:
-        return {"csim": f"failed: {exc}"}
-    atomic_write_json(out_dir / "csim_check.json", check.__dict__ | {"bit_exact": check.bit_exact})
-    return {"csim": "bit-exact" if check.bit_exact else f"{check.mismatched_values} mismatches",
-            "csim_samples": check.samples, "csim_compile_seconds": project.compile_seconds}
+
+def _row(label: str, report) -> DemoModelResult:
+    final = report.final
+    reduction = report.reduction()
+    summary = ", ".join(f"{100 * reduction[key]:.0f}% fewer {name}" for key, name in (
+        ("dsp", "DSP"), ("bram18", "BRAM18"), ("parameters", "stored params")) if reduction[key] > 0.005)
+    hardware = final.totals | {"latency_cycles": final.latency_cycles, "latency_ns": final.latency_cycles * 5.0}
+    hardware |= {key: value for key, value in report.export.items() if key in {"csim", "csim_samples"}}
+    return DemoModelResult(model=label, architecture=summary or "no reduction within the tolerance",
+                           parameters=final.stored_parameters, val_accuracy=final.val_accuracy or 0.0,
+                           test_accuracy=final.test_accuracy or 0.0, train_seconds=report.seconds,
+                           epochs_run=0, checkpoint=report.outputs.get("model", ""), hardware=hardware,
+                           report=report.outputs.get("report_md", ""))
 
 
 def _describe(model: torch.nn.Module) -> str:

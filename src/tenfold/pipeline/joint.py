@@ -50,7 +50,8 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
         val = ctx.accuracy(candidate_model, candidate_hls)
         accepted = baseline_val - val <= config.tolerance
         snapshots.append(take_snapshot(
-            candidate_model, ctx.input_shape, candidate_hls, label=f"joint round {round_index + 1} "
+            candidate_model, ctx.input_shape, candidate_hls, regeneration=ctx.config.decompose.regeneration,
+            label=f"joint round {round_index + 1} "
             f"({'accepted' if accepted else 'rejected'})", stage="joint-round", val_accuracy=val,
             seconds=time.perf_counter() - started,
             notes={"accepted": accepted, "target_fraction": fraction,
@@ -68,7 +69,7 @@ def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fract
     from tenfold.train import fit
 
     section = ctx.config.joint
-    current = estimate_decomposed(model, ctx.input_shape, hls)
+    current = estimate_decomposed(model, ctx.input_shape, hls, mode=ctx.config.decompose.regeneration)
     layers = [layer.name for layer in current.layers if layer.n_weights and _plain_layer(model, layer.name)]
     probe = LossProbe(model, ctx.splits.train, section.sensitivity_batches, seed=ctx.seed + round_index)
     decompose = "decompose" in ctx.config.methods
@@ -77,6 +78,7 @@ def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fract
         prune_levels=section.prune_levels if "prune" in ctx.config.methods else [],
         widths=section.widths if "quantize" in ctx.config.methods else [],
         rank_ratios=section.ranks if decompose else [], bits=ctx.config.decompose.bits,
+        regeneration=ctx.config.decompose.regeneration,
         progress=_progress_callback(ctx, f"joint round {round_index + 1}: measuring candidates"))
     fixed = {key: current.totals.get(key, 0.0) - sum(current.layer(n).__dict__.get(key, 0.0) for n in layers)
              for key in RESOURCE_KEYS if key != "params"} | {"params": 0.0}

@@ -101,7 +101,8 @@ def _evaluated_snapshot(ctx: RunContext, model: nn.Module, hls, *, label: str, s
     val, test = ctx.accuracy(model, hls, "val"), ctx.accuracy(model, hls, "test")
     notes = (notes or {}) | {"evaluation": "fixed-point" if ctx.fixed_point_evaluation else "float"}
     return take_snapshot(model, ctx.input_shape, hls, label=label, stage=stage, val_accuracy=val,
-                         test_accuracy=test, seconds=seconds, notes=notes)
+                         test_accuracy=test, seconds=seconds, notes=notes,
+                         regeneration=ctx.config.decompose.regeneration)
 
 
 def _run_name(config: RunConfig) -> str:

@@ -114,11 +114,15 @@ def stored_parameters(module: nn.Module) -> int:
 
 def take_snapshot(model: nn.Module, input_shape: tuple[int, ...], hls_config, *, label: str, stage: str,
                   val_accuracy: float | None = None, test_accuracy: float | None = None, seconds: float = 0.0,
-                  notes: dict[str, Any] | None = None) -> Snapshot:
-    """Price `model` with the hardware model and record what each weighted layer holds."""
+                  notes: dict[str, Any] | None = None, regeneration: str = "buffer") -> Snapshot:
+    """Price `model` with the hardware model and record what each weighted layer holds.
+
+    Decomposed layers are priced with their on-chip weight regeneration (`regeneration`: "buffer" or "stream",
+    see tenfold.decompose.pricing).
+    """
     from tenfold.decompose.pricing import estimate_decomposed
 
-    cost = estimate_decomposed(model, input_shape, hls_config)
+    cost = estimate_decomposed(model, input_shape, hls_config, mode=regeneration)
     ranks = _ranks(model)
     layers = []
     for layer in cost.layers:

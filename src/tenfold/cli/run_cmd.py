@@ -47,8 +47,14 @@ def run_recipe(args: argparse.Namespace) -> int:
     out = args.out or (Path(config.output) if config.output else None)
     if out is None:
         raise ConfigError("no output folder: pass --out DIR or set 'output' in the recipe")
-    result = run(config, out, overwrite=args.overwrite, resume=args.resume, progress=not args.no_progress)
-    print_run_summary(result.report)
+    from tenfold.train.distributed import distributed_session, is_main_process
+
+    with distributed_session():  # a no-op unless launched by torchrun
+        main = is_main_process()
+        result = run(config, out, overwrite=args.overwrite, resume=args.resume,
+                     progress=not args.no_progress and main)
+    if main:
+        print_run_summary(result.report)
     return 0
 
 

@@ -43,7 +43,9 @@ def run(config: RunConfig, out_dir: str | Path, *, overwrite: bool = False, resu
     started = time.perf_counter()
     out_dir = Path(out_dir)
     ensure_not_input(out_dir, [config.model.checkpoint, config.model.pretrained, config.data.path], what="output")
-    if resume:
+    if not _is_writer():  # under torchrun every rank computes, only rank 0 writes the requested folder
+        out_dir = _private_folder(out_dir, resume)
+    elif resume:
         if not (out_dir / STATE_FILE).exists():
             raise ConfigError(f"nothing to resume in {out_dir}: {STATE_FILE} is missing; run without --resume")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,12 +75,33 @@ def run(config: RunConfig, out_dir: str | Path, *, overwrite: bool = False, resu
                        config=config.to_dict())
     if report.budget:
         report.budget_limits, report.met_budget = budget_met(ctx, report.budget, snapshots[-1])
-    report.export = _export(ctx, model, hls, out_dir)
+    report.export = _export(ctx, model, hls, out_dir) if _is_writer() else {}
     report.outputs = _write_outputs(ctx, model, hls, report, out_dir)
     report.seconds = time.perf_counter() - started + state.get("seconds", 0.0)
     atomic_write_json(out_dir / "report.json", report.to_dict())
     atomic_write_text(out_dir / "report.md", render_markdown(report))
+    if not _is_writer():
+        import shutil
+
+        shutil.rmtree(out_dir, ignore_errors=True)  # this rank's scratch copy; rank 0 wrote the real one
     return RunResult(model=model, hls_config=hls, report=report, out_dir=out_dir, input_shape=ctx.input_shape)
+
+
+def _is_writer() -> bool:
+    from tenfold.train.distributed import is_initialized, is_main_process
+
+    return not is_initialized() or is_main_process()
+
+
+def _private_folder(out_dir: Path, resume: bool) -> Path:
+    """A scratch folder for a non-zero rank (with a copy of the saved state when resuming)."""
+    import shutil
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="tenfold-rank-"))
+    if resume and (out_dir / STATE_FILE).exists():
+        shutil.copytree(out_dir, scratch, dirs_exist_ok=True)
+    return scratch
 
 
 def stage_names(config: RunConfig) -> list[str]:

@@ -8,6 +8,9 @@ reconstruction-error-only rank choice (`value="error"`) is reported beside it, b
 
 Run: .venv/bin/python bench/decompose_cifar.py [--models resnet20 resnet56] [--targets 5 10 15] [--epochs 2]
      → bench/results/decompose_cifar.{json,md}
+On a GPU machine, for the paper's models: train them first (`tenfold train vgg16 --data cifar10 --data-path DIR
+--epochs 160 --lr 0.05 --out vgg16.pt`), then
+     python bench/decompose_cifar.py --models vgg16 --checkpoint vgg16.pt --data DIR --epochs 30
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,7 +26,7 @@ from _common import markdown_table, shared_data, write_results
 from tenfold.data import load_cifar10
 from tenfold.decompose import SensitivityConfig, decompose_model, rank_sensitivity, select_ranks
 from tenfold.models import create
-from tenfold.train import TrainConfig, evaluate, fit
+from tenfold.train import TrainConfig, evaluate, fit, load_model
 
 SENSITIVITY = {"cp": "cp4", "cp3": "cp3", "tucker2": "tucker2"}
 HEADERS = ["model", "target", "rank choice", "conv params", "ratio", "test before", "after decomposition",
@@ -42,18 +46,27 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--method", default="cp3", choices=["cp", "cp3", "tucker2"],
                         help="cp = CP over all four kernel modes; cp3 = kh·kw merged (default)")
+    parser.add_argument("--checkpoint", nargs="*", default=[],
+                        help="tenfold checkpoints to use instead of the shared pretrained weights (e.g. a VGG-16 "
+                        "trained on a GPU with `tenfold train vgg16 --data cifar10 ...`), one per --models entry")
+    parser.add_argument("--data", default=None, help="CIFAR-10 folder (default: the shared cifar10-jpeg)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (untested here: this machine has no GPU)")
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--max-test", type=int, default=None)
     parser.add_argument("--batches", type=int, default=4, help="sensitivity batches (256 images each)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    data = shared_data("cifar10-jpeg")
-    weights = shared_data("cifar10-resnet")
+    data = Path(args.data) if args.data else shared_data("cifar10-jpeg")
+    checkpoints = dict(zip(args.models, args.checkpoint, strict=False))
     splits = load_cifar10(data, seed=0, max_train=args.max_train, max_test=args.max_test)
     precision = f"fixed<{args.bits},1>"
     records, rows = [], []
     for name in args.models:
-        model = create(name, pretrained=next(weights.glob(f"{name}-*.th")))
+        if name in checkpoints:
+            model = load_model(checkpoints[name])
+        else:
+            model = create(name, pretrained=next(shared_data("cifar10-resnet").glob(f"{name}-*.th")))
+        model = model.to(args.device)
         base = evaluate(model, splits.test).accuracy
         layers = conv_layers(model)
         started = time.perf_counter()

@@ -1,0 +1,81 @@
+"""Reproduction: the joint pipeline (one multiple-choice knapsack over prune / precision actions per layer)
+on the two pruning-paper models, beside knapsack pruning alone under the same budget and tolerance.
+
+Models: LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist) and the jet-tagger MLP architecture
+(784-64-32-32-10) on MNIST (the shared 10k training images). ap_fixed<16,6>, Latency strategy, RF 1, budget
+'dsp<=0.1x', tolerance 1% absolute validation accuracy; every run is a `tenfold run` recipe.
+
+Run: .venv/bin/python bench/reproduce/joint.py [--quick]  → bench/results/reproduce_joint.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import markdown_table, shared_data, write_results
+from tenfold.pipeline.config import run_config_from_dict
+from tenfold.pipeline.run import run
+
+FASHION = Path(os.environ.get("TENFOLD_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+HEADERS = ["model / data", "recipe", "budget met", "DSP", "DSP saved", "LUT saved", "val before → after",
+           "test before → after", "time"]
+
+
+def recipes(quick: bool) -> list[tuple[str, dict]]:
+    cases = [("jet-MLP arch / MNIST", {"model": {"name": "jet_mlp"},
+                                       "data": {"name": "mnist", "path": str(shared_data("mnist")),
+                                                "options": {"flatten": True}},
+                                       "train": {"epochs": 3 if quick else 20, "lr": 2e-3}})]
+    if FASHION.exists():
+        cases.append(("LeNet / Fashion-MNIST", {"model": {"name": "lenet"},
+                                                "data": {"name": "fashion-mnist", "path": str(FASHION),
+                                                         **({"max_train": 5000} if quick else {})},
+                                                "train": {"epochs": 2 if quick else 8, "lr": 2e-3}}))
+    out = []
+    for label, case in cases:
+        common = case | {"hardware": {"precision": "fixed<16,6>", "strategy": "Latency", "reuse_factor": 1},
+                         "budget": "dsp<=0.1x", "tolerance": 0.01, "seed": 0,
+                         "finetune": {"epochs": 1 if quick else 2, "lr": 1e-3},
+                         "export": {"hls4ml": False}}
+        out.append((label, common | {"methods": ["prune"], "prune": {"steps": 2 if quick else 6}}))
+        out.append((label, common | {"strategy": "joint", "methods": ["prune", "quantize"],
+                                     "joint": {"prune_levels": [0.5, 0.75, 0.9, 0.95], "widths": [12, 10, 8],
+                                               "rounds": 2 if quick else 3}}))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="few epochs and steps (a smoke run)")
+    args = parser.parse_args()
+    records, rows = [], []
+    with tempfile.TemporaryDirectory(prefix="tenfold-reproduce-") as scratch:
+        for index, (label, recipe) in enumerate(recipes(args.quick)):
+            result = run(run_config_from_dict(recipe), Path(scratch) / str(index), progress=False)
+            report = result.report
+            name = "joint (prune × precision)" if recipe.get("strategy") == "joint" else "knapsack pruning only"
+            reduction = report.reduction()
+            record = {"case": label, "recipe": name, "config": recipe, "report": report.to_dict()}
+            records.append(record)
+            base, final = report.baseline, report.final
+            rows.append([label, name, "yes" if report.met_budget else "no",
+                         f"{base.totals['dsp']:,.0f} → {final.totals['dsp']:,.0f}", f"{100 * reduction['dsp']:.1f}%",
+                         f"{100 * reduction['lut']:.1f}%",
+                         f"{100 * base.val_accuracy:.2f}% → {100 * final.val_accuracy:.2f}%",
+                         f"{100 * base.test_accuracy:.2f}% → {100 * final.test_accuracy:.2f}%",
+                         f"{report.seconds:.0f}s"])
+            print(rows[-1], flush=True)
+            write_results("reproduce_joint", {"quick": args.quick, "records": records},
+                          "# Joint pipeline vs pruning alone\n\n" + (__doc__ or "").split("\n\n")[1] + "\n\n"
+                          + markdown_table(HEADERS, rows))
+    print(markdown_table(HEADERS, rows))
+
+
+if __name__ == "__main__":
+    main()

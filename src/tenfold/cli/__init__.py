@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tenfold.cli.common import err_console
 
     try:
-        return int(args.handler(args) or 0)
+        return int(_dispatch(args) or 0)
     except TenfoldError as exc:
         from rich.markup import escape
 
@@ -63,6 +63,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
         return 130
+
+
+SELF_DISTRIBUTED = {"train", "run"}  # commands that manage torchrun ranks themselves
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the handler; under torchrun every rank computes, but only rank 0 prints and writes --out."""
+    from tenfold.train.distributed import distributed_session, is_main_process, launch_env
+
+    if launch_env() is None or args.command in SELF_DISTRIBUTED:
+        return args.handler(args)
+    with distributed_session():
+        if not is_main_process():
+            import tempfile
+            from pathlib import Path
+
+            from tenfold.cli.common import console
+
+            console.quiet = True
+            if getattr(args, "out", None) is not None:
+                args.out = Path(tempfile.mkdtemp(prefix="tenfold-rank-")) / Path(args.out).name
+                args.overwrite = True
+                args.resume = False if hasattr(args, "resume") else None
+        return args.handler(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,3 +42,22 @@ def test_run_under_torchrun_matches_single_process(tmp_path):
     two = json.loads((tmp_path / "two" / "report.json").read_text())
     assert two["snapshots"][-1]["totals"]["dsp"] == pytest.approx(one["snapshots"][-1]["totals"]["dsp"], rel=0.02)
     assert abs(two["snapshots"][-1]["val_accuracy"] - one["snapshots"][-1]["val_accuracy"]) <= 0.02
+
+
+@pytest.mark.slow
+def test_prune_command_under_torchrun_prints_and_writes_once(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(SRC), COLUMNS="160", OMP_NUM_THREADS="1")
+    checkpoint = tmp_path / "jet.pt"
+    trained = subprocess.run([sys.executable, "-m", "tenfold", "train", "jet_mlp", "--data", "digits", "--epochs",
+                              "3", "--out", str(checkpoint), "--no-progress"], env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    pruned = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m",
+                             "tenfold.cli", "prune", str(checkpoint), "--data", "digits", "--budget", "dsp<=0.5x",
+                             "--steps", "1", "--finetune-epochs", "1", "--tolerance", "0.05", "--out",
+                             str(tmp_path / "out"), "--no-progress"], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.count('"report"') == 1
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["steps"]

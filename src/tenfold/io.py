@@ -89,3 +89,24 @@ def _json_default(obj: Any) -> Any:
         return dataclasses.asdict(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
+
+
+def read_yaml_mapping(path: str | Path, *, what: str, hint: str) -> dict:
+    """A YAML (or JSON) file that must hold a mapping; every problem is one ConfigError naming the file.
+
+    `what` names the file's role in messages ("config file", "sweep file"); `hint` says what it should hold.
+    """
+    import yaml
+
+    from tenfold.errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist ({hint})")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping ({hint})")
+    return loaded

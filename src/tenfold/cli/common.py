@@ -74,18 +74,9 @@ def add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_hls4ml_config(path: Path) -> dict[str, Any]:
     """An hls4ml-style config file (YAML or JSON); its HLSConfig section if it has one."""
-    import yaml
+    from tenfold.io import read_yaml_mapping
 
-    from tenfold.errors import ConfigError
-
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} must hold a mapping with a 'Model' section (hls4ml's hls_config)")
+    loaded = read_yaml_mapping(path, what="config file", hint="hls4ml's hls_config with a 'Model' section")
     return loaded.get("HLSConfig", loaded)
 
 

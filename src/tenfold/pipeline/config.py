@@ -191,17 +191,10 @@ class RunConfig:
 
 def load_run_config(path: str | Path) -> RunConfig:
     """Read a YAML recipe; every problem is reported with the offending key."""
-    import yaml
+    from tenfold.io import read_yaml_mapping
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist (give a YAML recipe; see examples/)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping (keys: model, data, hardware, budget, methods, ...)")
+    raw = read_yaml_mapping(path, what="config file", hint="a YAML recipe with keys model, data, hardware, "
+                            "budget, methods, ...; see examples/")
     return run_config_from_dict(raw)
 
 

@@ -127,16 +127,8 @@ def budget_met(ctx: RunContext, budget: str, snapshot: Snapshot) -> tuple[dict[s
 
 def _read_hls4ml(path: Path) -> dict[str, Any]:
     """An hls4ml-style config file (YAML or JSON); its HLSConfig section when it has one."""
-    import yaml
+    from tenfold.io import read_yaml_mapping
 
-    from tenfold.errors import ConfigError
-
-    if not path.is_file():
-        raise ConfigError(f"hardware.hls4ml_config: {path} does not exist")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"hardware.hls4ml_config: cannot parse {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"hardware.hls4ml_config: {path} must hold a mapping with a 'Model' section")
+    loaded = read_yaml_mapping(path, what="hardware.hls4ml_config", hint="hls4ml's hls_config with a 'Model' "
+                               "section")
     return loaded.get("HLSConfig", loaded)

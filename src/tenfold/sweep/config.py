@@ -163,17 +163,11 @@ _TOP_KEYS = ("base", "set", "space", "search", "num_samples", "metric", "mode", 
 
 def load_sweep_config(path: str | Path, *, cwd: str | Path | None = None) -> SweepConfig:
     """Read a sweep YAML file; `base:` paths are relative to it, paths inside recipes to `cwd` (as `tenfold run`)."""
-    import yaml
+    from tenfold.io import read_yaml_mapping
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {path} does not exist (give a YAML sweep; see examples/sweep_digits.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping (keys: {', '.join(_TOP_KEYS)})")
+    raw = read_yaml_mapping(path, what="sweep file", hint=f"a YAML sweep with keys {', '.join(_TOP_KEYS)}; see "
+                            "examples/sweep_digits.yaml")
     return sweep_config_from_dict(raw, base_dir=path.parent, cwd=cwd)
 
 

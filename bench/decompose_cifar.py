@@ -16,6 +16,7 @@ On a GPU machine, for the paper's models: train them first (`tenfold train vgg16
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -27,9 +28,11 @@ from tenfold.data import load_cifar10
 from tenfold.decompose import SensitivityConfig, decompose_model, rank_sensitivity, select_ranks
 from tenfold.models import create
 from tenfold.train import TrainConfig, evaluate, fit, load_model
+from tenfold.train.augment import frozen_teacher
 
 SENSITIVITY = {"cp": "cp4", "cp3": "cp3", "tucker2": "tucker2"}
-HEADERS = ["model", "target", "rank choice", "conv params", "ratio", "test before", "after decomposition",
+HEADERS = ["model", "target", "rank choice", "conv params", "ratio", "test pretrained → adapted",
+           "after decomposition",
            "after fine-tuning", "drop (pts)", "fine-tune time"]
 
 
@@ -42,7 +45,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
     parser.add_argument("--targets", nargs="+", type=float, default=[5.0, 10.0, 15.0])
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--augment", default="flip_crop", choices=["none", "crop", "flip_crop"])
+    parser.add_argument("--distill", type=float, default=0.9,
+                        help="distillation weight from the adapted baseline (0 = plain cross-entropy)")
+    parser.add_argument("--adapt-epochs", type=int, default=None,
+                        help="epochs fine-tuning the pretrained model on train_25k first (default: --epochs), so "
+                        "that the drop is measured against a baseline that saw the same data")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--name", default="decompose_cifar", help="results file name under bench/results")
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--method", default="cp3", choices=["cp", "cp3", "tucker2"],
                         help="cp = CP over all four kernel modes; cp3 = kh·kw merged (default)")
@@ -55,7 +66,10 @@ def main() -> None:
     parser.add_argument("--max-test", type=int, default=None)
     parser.add_argument("--batches", type=int, default=4, help="sensitivity batches (256 images each)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
+    adapt_epochs = args.epochs if args.adapt_epochs is None else args.adapt_epochs
+    recipe = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=128, seed=0, augment=args.augment,
+                         distill_alpha=args.distill)
     data = Path(args.data) if args.data else shared_data("cifar10-jpeg")
     checkpoints = dict(zip(args.models, args.checkpoint, strict=False))
     splits = load_cifar10(data, seed=0, max_train=args.max_train, max_test=args.max_test)
@@ -67,7 +81,17 @@ def main() -> None:
         else:
             model = create(name, pretrained=next(shared_data("cifar10-resnet").glob(f"{name}-*.th")))
         model = model.to(args.device)
+        pretrained_test = evaluate(model, splits.test).accuracy
+        adapt_seconds = 0.0
+        if adapt_epochs > 0:  # the same data and recipe as the compressed models get, minus distillation
+            started = time.perf_counter()
+            fit(model, splits.train, splits.val, dataclasses.replace(recipe, epochs=adapt_epochs, distill_alpha=0.0),
+                progress=False)
+            adapt_seconds = time.perf_counter() - started
         base = evaluate(model, splits.test).accuracy
+        teacher = frozen_teacher(model) if args.distill > 0 else None
+        print(f"{name}: pretrained {100 * pretrained_test:.2f}%, adapted ({adapt_epochs} ep) {100 * base:.2f}% "
+              f"in {adapt_seconds:.0f}s", flush=True)
         layers = conv_layers(model)
         started = time.perf_counter()
         sensitivity_config = SensitivityConfig(method=SENSITIVITY[args.method], precision=precision,
@@ -85,38 +109,43 @@ def main() -> None:
                 tuned, ft_seconds = None, 0.0
                 if value == "loss" and args.epochs > 0:
                     started = time.perf_counter()
-                    fit(decomposed, splits.train, splits.val,
-                        TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=128, seed=0), progress=False)
+                    fit(decomposed, splits.train, splits.val, recipe, progress=False, teacher=teacher)
                     ft_seconds = time.perf_counter() - started
                     tuned = evaluate(decomposed, splits.test).accuracy
                 final = tuned if tuned is not None else after
                 record = {"model": name, "method": args.method, "target": target, "value": value, "ranks": plan.ranks,
                           "conv_params_before": plan.params_before, "conv_params_after": plan.params_after,
-                          "ratio": plan.ratio, "test_before": base, "test_after_decomposition": after,
+                          "ratio": plan.ratio, "test_pretrained": pretrained_test, "adapt_epochs": adapt_epochs,
+                          "adapt_seconds": adapt_seconds, "test_before": base, "test_after_decomposition": after,
                           "test_after_finetune": tuned, "drop": base - final, "finetune_seconds": ft_seconds,
                           "finetune_epochs": args.epochs if tuned is not None else 0,
+                          "finetune": dataclasses.asdict(recipe),
                           "sensitivity_seconds": sensitivity_seconds, "bits": args.bits,
                           "predicted_loss_increase": plan.predicted_loss_increase}
                 records.append(record)
                 rows.append([name, f"{target:g}x", "sensitivity" if value == "loss" else "reconstruction error",
                              f"{plan.params_before:,} → {plan.params_after:,}", f"{plan.ratio:.1f}x",
-                             f"{100 * base:.2f}%", f"{100 * after:.2f}%",
+                             f"{100 * pretrained_test:.2f}% → {100 * base:.2f}%", f"{100 * after:.2f}%",
                              f"{100 * tuned:.2f}%" if tuned is not None else "—",
                              f"{100 * (base - final):+.2f}", f"{ft_seconds:.0f}s" if tuned is not None else "—"])
                 print(rows[-1], flush=True)
-                write_results("decompose_cifar", {"args": vars(args), "records": records},
+                write_results(args.name, {"args": vars(args), "records": records},
                               "# Quantized CP decomposition of pretrained CIFAR-10 ResNets\n\n" + NOTE.format(
                                   method=args.method, bits=args.bits, epochs=args.epochs, train=len(splits.train),
+                                  adapt=adapt_epochs, lr=args.lr, augment=args.augment, distill=args.distill,
                                   test=len(splits.test))
                               + "\n\n" + markdown_table(HEADERS, rows))
     print(markdown_table(HEADERS, rows))
 
 
-NOTE = ("{bits}-bit factors (ap_fixed<{bits},1> codes with a per-factor power-of-two scale), method {method} "
+NOTE = ("Drop = adapted baseline (the pretrained model fine-tuned on the same JPEG training images with the same "
+        "recipe, {adapt} epoch(s)) minus the decomposed model after fine-tuning. "
+        "{bits}-bit factors (ap_fixed<{bits},1> codes with a per-factor power-of-two scale), method {method} "
         "(cp: CP over all four kernel modes; cp3: kernel height and width merged into one mode), every conv layer"
         " a candidate (ranks chosen per layer by a multiple-choice knapsack; 'keep' "
         "is a candidate). Test accuracy on {test:,} CIFAR-10 test images; fine-tuning: {epochs} epoch(s) of Adam "
-        "on {train:,} training images (train_25k.npz minus the validation split), no augmentation, factors trained "
+        "(lr {lr:g}, cosine, batch 128) on {train:,} training images (train_25k.npz minus the validation split), "
+        "augmentation {augment}, distillation weight {distill:g} from the adapted baseline (T=4), factors trained "
         "through the straight-through quantizer. Ratio = conv parameters before / after (factors + kept layers).")
 
 

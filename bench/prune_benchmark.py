@@ -32,14 +32,16 @@ from tenfold.hardware.estimate import uniform_reuse_config
 from tenfold.models import create, kwargs_for_data
 from tenfold.prune import MaskedFinetune, PruneConfig, Pruner, Schedule, sparsity
 from tenfold.train import TrainConfig, evaluate, fit
+from tenfold.train.augment import frozen_teacher
 
 FASHION = Path(os.environ.get("TENFOLD_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 
 
-def cases(quick: bool):
+def cases(quick: bool, mnist_val_fraction: float):
     out = []
     mnist = shared_data("mnist")
     out.append(("jet-MLP arch / MNIST", "jet_mlp", lambda: load_mnist(mnist, seed=0, flatten=True,
+                                                                       val_fraction=mnist_val_fraction,
                                                                        max_train=2000 if quick else None),
                 TrainConfig(epochs=4 if quick else 20, lr=2e-3, seed=0)))
     if FASHION.exists():
@@ -60,6 +62,7 @@ def hls_modes():
 
 def unstructured(model, splits, hls, input_shape, target_sparsity: float, steps: int, finetune: TrainConfig):
     """Iterative global magnitude pruning (what torch.nn.utils.prune gives) to a target sparsity."""
+    teacher = frozen_teacher(model) if finetune.distill_alpha > 0 else None
     model = copy.deepcopy(model)
     params = [(m, "weight") for m in model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)]
     schedule = Schedule("polynomial", steps)
@@ -71,7 +74,7 @@ def unstructured(model, splits, hls, input_shape, target_sparsity: float, steps:
         amount = max(0.0, (goal - current) / max(1.0 - current, 1e-9))
         torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured, amount=amount)
         fit(model, splits.train, splits.val, dataclasses.replace(finetune, seed=finetune.seed + step),
-            callbacks=[MaskedFinetune(model)], progress=False)
+            callbacks=[MaskedFinetune(model)], progress=False, teacher=teacher)
     cost = estimate(model, input_shape, hls)
     return model, cost
 
@@ -80,14 +83,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small data and few epochs (a smoke run)")
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--finetune-samples", type=int, default=54_000,
+                        help="training samples each fine-tuning round sees (epochs = this / training-set size, >= 1)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="fine-tuning learning rate (Adam, cosine)")
+    parser.add_argument("--distill", type=float, default=0.5,
+                        help="distillation weight from the unpruned model during fine-tuning (0 = off)")
+    parser.add_argument("--tolerance", type=float, default=0.008, help="accepted validation accuracy drop")
+    parser.add_argument("--mnist-val-fraction", type=float, default=0.2)
+    parser.add_argument("--cases", nargs="*", default=None, help="substrings of the case names to run")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--name", default="prune_benchmark", help="results file name under bench/results")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     records, rows = [], []
-    finetune = TrainConfig(epochs=1 if args.quick else args.finetune_epochs, lr=1e-3, seed=0)
     steps = 3 if args.quick else args.steps
-    for case_name, model_name, loader, train_config in cases(args.quick):
+    for case_name, model_name, loader, train_config in cases(args.quick, args.mnist_val_fraction):
+        if args.cases and not any(part in case_name for part in args.cases):
+            continue
         splits = loader()
+        epochs = 1 if args.quick else max(1, round(args.finetune_samples / len(splits.train)))
+        finetune = TrainConfig(epochs=epochs, lr=args.lr, seed=0, distill_alpha=args.distill)
         torch.manual_seed(0)
         model = create(model_name, **kwargs_for_data(model_name, splits.input_shape, splits.num_classes))
         fit(model, splits.train, splits.val, train_config, progress=False)
@@ -99,7 +114,8 @@ def main() -> None:
             for method in ("tenfold", "dap-like"):
                 config = PruneConfig(
                     budget=budget if method == "tenfold" else dsp_only_budget,
-                    structure="pattern", steps=steps, schedule="polynomial", tolerance=0.01, finetune=finetune,
+                    structure="pattern", steps=steps, schedule="polynomial", tolerance=args.tolerance,
+                    finetune=finetune,
                     importance="taylor" if method == "tenfold" else "l1",
                     normalize="auto" if method == "tenfold" else "none",
                     uniform_costs=method == "dap-like", seed=0,
@@ -123,6 +139,7 @@ def main() -> None:
                     "val_drop": base_val - val, "test_drop": base_test - test,
                     "baseline": base_cost.totals, "pruned": cost.totals, "dsp_reduction": dsp_red,
                     "bram18_reduction": bram_red, "sparsity": sparsity(pruned), "seconds": seconds, "met_budget": met,
+                    "finetune": dataclasses.asdict(finetune), "tolerance": args.tolerance,
                 }
                 records.append(record)
                 dsp_text = f"{base_cost.totals['dsp']:,.0f} → {cost.totals['dsp']:,.0f}"
@@ -132,21 +149,25 @@ def main() -> None:
                              f"{base_cost.totals['bram18']:,.0f} → {cost.totals['bram18']:,.0f}",
                              f"{100 * bram_red:.1f}%", f"{100 * sparsity(pruned):.1f}%", f"{seconds:.0f}s"])
                 print(rows[-1], flush=True)
-            _write(args, steps, finetune, records, rows)  # partial results survive an interrupted run
+            _write(args, steps, records, rows)  # partial results survive an interrupted run
     print(markdown_table(HEADERS, rows))
 
 
 HEADERS = ["model / data", "HLS", "method", "test acc before", "test acc after", "val drop (pts)", "DSP", "DSP saved",
            "BRAM18", "BRAM18 saved", "sparsity", "time"]
 NOTE = ("Budgets: Resource 'dsp<=0.05x,bram<=0.15x' (dap-like: 'dsp<=0.05x', it cannot target BRAM at 16 bits), "
-        "Latency 'dsp<=0.05x'; tolerance 1% absolute validation accuracy; the pruner stops at the last step "
-        "within tolerance, so a budget may be missed. Unstructured pruning is taken to tenfold's final sparsity.")
+        "Latency 'dsp<=0.05x'; tolerance {tolerance:g}% absolute validation accuracy; the pruner stops at the "
+        "last step within tolerance, so a budget may be missed. Unstructured pruning is taken to tenfold's final "
+        "sparsity. "
+        "Every method: {steps} polynomial steps, each fine-tuned on about {samples:,} samples (Adam, lr {lr:g}, "
+        "cosine) with distillation weight {distill:g} from the unpruned model; MNIST validation fraction {val:g}.")
 
 
-def _write(args, steps, finetune, records, rows) -> None:
-    write_results("prune_benchmark", {"quick": args.quick, "steps": steps, "finetune": dataclasses.asdict(finetune),
-                                      "records": records},
-                  "# Pruning benchmark\n\n" + NOTE + "\n\n" + markdown_table(HEADERS, rows))
+def _write(args, steps, records, rows) -> None:
+    note = NOTE.format(tolerance=100 * args.tolerance, steps=steps, samples=args.finetune_samples, lr=args.lr,
+                       distill=args.distill, val=args.mnist_val_fraction)
+    write_results(args.name, {"args": vars(args), "steps": steps, "records": records},
+                  "# Pruning benchmark\n\n" + note + "\n\n" + markdown_table(HEADERS, rows))
 
 
 if __name__ == "__main__":

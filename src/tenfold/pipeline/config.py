@@ -66,12 +66,16 @@ class TrainSection:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     schedule: str = "cosine"
+    augment: str = "none"
+    distill_alpha: float = 0.0
+    distill_temperature: float = 4.0
 
     def to_train_config(self, seed: int):
         from tenfold.train import TrainConfig
 
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, optimizer=self.optimizer,
-                           weight_decay=self.weight_decay, schedule=self.schedule, seed=seed)
+                           weight_decay=self.weight_decay, schedule=self.schedule, seed=seed, augment=self.augment,
+                           distill_alpha=self.distill_alpha, distill_temperature=self.distill_temperature)
 
 
 @dataclass

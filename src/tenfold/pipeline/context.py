@@ -27,6 +27,7 @@ class RunContext:
     baseline_cost: Any = None
     baseline_val: float = 0.0
     stage_notes: dict[str, Any] = field(default_factory=dict)
+    frozen_teacher: nn.Module | None = field(default=None, repr=False)
 
     @property
     def fixed_point_evaluation(self) -> bool:
@@ -50,6 +51,16 @@ class RunContext:
 
     def finetune_config(self):
         return self.config.finetune.to_train_config(self.seed)
+
+    def teacher(self) -> nn.Module | None:
+        """The starting model, frozen, when fine-tuning distils from it (`finetune.distill_alpha` > 0)."""
+        if self.config.finetune.distill_alpha <= 0:
+            return None
+        if self.frozen_teacher is None:
+            from tenfold.train.augment import frozen_teacher
+
+            self.frozen_teacher = frozen_teacher(self.model)
+        return self.frozen_teacher
 
 
 def prepare_context(config: RunConfig, out_dir: Path, *, progress: Any = True) -> RunContext:

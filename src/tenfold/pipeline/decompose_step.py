@@ -45,7 +45,7 @@ def decompose_and_finetune(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.M
                                notes={"ranks": plan.ranks, "target": section.target, "ratio": plan.ratio})]
     finetune = with_finetune_seed(ctx, 200)
     if finetune.epochs > 0:
-        fit(decomposed, ctx.splits.train, ctx.splits.val, finetune, progress=ctx.progress)
+        fit(decomposed, ctx.splits.train, ctx.splits.val, finetune, progress=ctx.progress, teacher=ctx.teacher())
         requantize_(decomposed)
     return decomposed, hls, snapshots
 

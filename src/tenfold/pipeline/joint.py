@@ -89,7 +89,7 @@ def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fract
         from tenfold.prune import MaskedFinetune
 
         fit(new_model, ctx.splits.train, ctx.splits.val, finetune, callbacks=[MaskedFinetune(new_model)],
-            progress=ctx.progress)
+            progress=ctx.progress, teacher=ctx.teacher())
         _requantize(new_model)
     return new_model, new_hls, choice
 

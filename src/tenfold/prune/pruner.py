@@ -40,6 +40,7 @@ from tenfold.prune.masks import (
 from tenfold.prune.schedule import Schedule
 from tenfold.prune.structures import RESOURCES, StructureSet, build_structures, structure_masks
 from tenfold.train import TrainConfig, evaluate, fit
+from tenfold.train.augment import frozen_teacher
 from tenfold.train.progress import ProgressReporter, make_reporter
 
 STATE_FILE = "prune_state.pt"
@@ -164,6 +165,7 @@ class Pruner:
         self.input_shape = tuple(input_shape)
         self.cost_model = cost_model or CostModel()
         self.budget = Budget.parse(config.budget)
+        self._teacher: nn.Module | None = None
 
     # ------------------------------------------------------------------ public
     def fit(
@@ -179,6 +181,8 @@ class Pruner:
         cfg = self.config
         started = time.perf_counter()
         model = copy.deepcopy(model)
+        # distillation teaches every step's fine-tuning with the unpruned model's outputs
+        self._teacher = frozen_teacher(model) if cfg.finetune.distill_alpha > 0 else None
         structures0 = build_structures(model, self.input_shape, self.hls, cfg.structure, cost_model=self.cost_model,
                                        layers=cfg.layers)
         prunable = [layer.name for layer in structures0.layers]
@@ -276,7 +280,8 @@ class Pruner:
             callbacks.append(GroupLasso(model, groups, cfg.regularization))
         finetune = dataclasses.replace(cfg.finetune, seed=cfg.finetune.seed + cfg.seed + step)
         if finetune.epochs > 0:
-            trained = fit(model, train_data, val_data, finetune, callbacks=callbacks, progress=reporter)
+            trained = fit(model, train_data, val_data, finetune, callbacks=callbacks, progress=reporter,
+                          teacher=self._teacher)
             if trained.interrupted:  # the last completed step is checkpointed; resume repeats this one
                 raise KeyboardInterrupt
         cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)

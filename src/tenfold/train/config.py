@@ -10,6 +10,7 @@ from tenfold.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "step")
+AUGMENTATIONS = ("none", "crop", "flip_crop")
 
 
 @dataclass
@@ -21,6 +22,10 @@ class TrainConfig:
     `batch_size` is the global batch: under DDP each of N processes trains on batch_size / N samples per step.
     `distributed`: None uses DDP whenever a torch.distributed process group is up; True also starts one from
     the torchrun environment (an error without torchrun); False never uses DDP.
+    `augment` perturbs image batches on the fly ("crop": random shifts of up to `crop_padding` pixels with zero
+    padding; "flip_crop": also random horizontal flips, for natural images, not digits), seeded with `seed`.
+    `distill_alpha` > 0 mixes in knowledge distillation from a teacher passed to `fit` (compression steps pass
+    the uncompressed model): loss = (1 - alpha) * CE + alpha * T^2 * KL(teacher_T || student_T).
     """
 
     epochs: int = 10
@@ -43,6 +48,10 @@ class TrainConfig:
     seed: int = 0
     grad_clip_norm: float | None = None
     distributed: bool | None = None
+    augment: Literal["none", "crop", "flip_crop"] = "none"
+    crop_padding: int = 4
+    distill_alpha: float = 0.0
+    distill_temperature: float = 4.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,6 +78,14 @@ class TrainConfig:
             )
         if self.max_batches_per_epoch is not None and self.max_batches_per_epoch < 1:
             raise ConfigError(f"max_batches_per_epoch must be >= 1 or None, got {self.max_batches_per_epoch}")
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+        if self.crop_padding < 0:
+            raise ConfigError(f"crop_padding must be >= 0, got {self.crop_padding}")
+        if not 0 <= self.distill_alpha <= 1:
+            raise ConfigError(f"distill_alpha must be in [0, 1] (0 turns distillation off), got {self.distill_alpha}")
+        if not self.distill_temperature > 0:
+            raise ConfigError(f"distill_temperature must be > 0, got {self.distill_temperature}")
         if self.distributed not in (None, True, False):
             raise ConfigError(f"distributed must be true, false or null (automatic), got {self.distributed!r}")
 

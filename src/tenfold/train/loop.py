@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tenfold.errors import ConfigError, DataError
+from tenfold.train.augment import augment_batch, distillation_loss
 from tenfold.train.callbacks import Callback, TrainState
 from tenfold.train.config import EpochRecord, EvalResult, TrainConfig, TrainReport
 from tenfold.train.distributed import (
@@ -159,8 +160,12 @@ def fit(
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
     optimizer_factory: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainReport:
     """Train `model` in place and return the history.
+
+    With `config.distill_alpha > 0`, `teacher` (e.g. the uncompressed model, see
+    `tenfold.train.augment.frozen_teacher`) provides soft targets; it is only evaluated, never trained.
 
     Seeded (shuffling, initial state), interruptible (Ctrl-C ends the current epoch cleanly, keeps the best
     weights and marks the report `interrupted`) and, with `checkpoint_path`, resumable: the full training
@@ -172,6 +177,10 @@ def fit(
     writes `checkpoint_path` and shows progress, and every rank ends with identical weights.
     """
     config = config or TrainConfig()
+    if config.distill_alpha > 0 and teacher is None:
+        raise ConfigError("distill_alpha > 0 needs a teacher model: pass fit(..., teacher=...) or set distill_alpha: 0")
+    if teacher is not None and config.distill_alpha == 0:
+        raise ConfigError("a teacher was given but distill_alpha is 0; set distill_alpha in (0, 1] to use it")
     with contextlib.ExitStack() as session:
         if config.distributed:
             session.enter_context(distributed_session(required=True))
@@ -179,6 +188,7 @@ def fit(
         return _fit(
             model, train_data, val_data, config, distributed=distributed, callbacks=callbacks, loss_fn=loss_fn,
             progress=progress, checkpoint_path=checkpoint_path, resume=resume, optimizer_factory=optimizer_factory,
+            teacher=teacher,
         )
 
 
@@ -189,6 +199,7 @@ class _Run:
     forward_model: nn.Module
     distributed: bool
     val_sharded: bool
+    teacher: nn.Module | None = None
 
 
 def _fit(
@@ -204,6 +215,7 @@ def _fit(
     checkpoint_path: str | Path | None,
     resume: bool,
     optimizer_factory: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None,
+    teacher: nn.Module | None = None,
 ) -> TrainReport:
     generator = seed_everything(config.seed)
     if distributed:
@@ -244,7 +256,7 @@ def _fit(
             state.step = saved["step"]
 
     run = _Run(forward_model=model, distributed=distributed, val_sharded=distributed and val_loader is not None
-               and not isinstance(val_data, DataLoader))
+               and not isinstance(val_data, DataLoader), teacher=teacher.to(device).eval() if teacher else None)
     if distributed:
         broadcast_module_state(model)
         run.forward_model = wrap_ddp(model, device)
@@ -395,14 +407,24 @@ def _train_one_epoch(
         n_batches = min(n_batches, config.max_batches_per_epoch)
     task = reporter.add_task(f"epoch {state.epoch + 1}/{config.epochs}", total=n_batches)
     total_loss, correct, count = 0.0, 0, 0
+    # one generator per (seed, epoch, rank): augmentation is reproducible and resumes exactly after a restart
+    augment_generator = torch.Generator().manual_seed(config.seed * 1_000_003 + state.epoch * 101 + get_rank())
     for batch_index, (inputs, targets) in enumerate(train_loader):
         if batch_index >= n_batches:
             break
         inputs, targets = inputs.to(device), targets.to(device)
+        inputs = augment_batch(inputs, config.augment, config.crop_padding, augment_generator)
         optimizer.zero_grad(set_to_none=True)
         outputs = run.forward_model(inputs)
         _check_output_shape(outputs, targets)
         loss = loss_fn(outputs, targets)
+        if run.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = run.teacher(inputs)
+            soft = distillation_loss(outputs, teacher_logits, config.distill_temperature)
+            if _is_sum_reduced(loss_fn):
+                soft = soft * len(targets)
+            loss = (1.0 - config.distill_alpha) * loss + config.distill_alpha * soft
         _check_finite(loss, state.epoch, state.step)
         scale = _loss_scale(run, train_loader, loss_fn, batch_index, len(targets))
         objective = loss if scale == 1.0 else loss * scale

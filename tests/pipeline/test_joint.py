@@ -100,3 +100,41 @@ def test_narrower_precision_takes_integer_bits_from_the_weights(setup):
     narrow = with_weight_precision(hls, "fc2", 8, weight)
     assert str(narrow.layer("fc2").precision.weight) == "ap_fixed<8,1>"  # |w| < 1: one sign bit, 7 fraction bits
     assert str(with_weight_precision(hls, "fc2", 8, weight * 3).layer("fc2").precision.weight) == "ap_fixed<8,3>"
+
+
+@pytest.mark.parametrize(("threshold", "expected_fractions", "final"), [
+    (0.7, [0.5, 1.0, 0.75, 0.625], 0.625),  # rejected at 1.0, bisection finds 0.625
+    (0.55, [0.5, 1.0, 0.75, 0.625], 0.5),  # every retry rejected: the last accepted round stays
+    (1.0, [0.5, 1.0], 1.0),  # the budget is reached: no retries
+])
+def test_rounds_bisect_after_a_rejected_round(setup, monkeypatch, threshold, expected_fractions, final):
+    """A rejected round is followed by rounds between the last accepted and the rejected target, each from the
+    last accepted model; the result is the last accepted model."""
+    from types import SimpleNamespace
+
+    from tenfold.pipeline import joint
+    from tenfold.pipeline.config import JointSection
+
+    splits, model, hls, cost, _candidates, _before = setup
+    seen: list[tuple[float, object]] = []
+
+    def fake_round(ctx, start_model, start_hls, resolved, baseline, fraction, round_index):
+        seen.append((fraction, start_model))
+        return SimpleNamespace(fraction=fraction), start_hls, []
+
+    def accuracy(candidate, _hls, split="val"):
+        return 0.9 if getattr(candidate, "fraction", 0.0) <= threshold + 1e-9 else 0.5
+
+    monkeypatch.setattr(joint, "_one_round", fake_round)
+    monkeypatch.setattr(joint, "take_snapshot", lambda *args, **kwargs: kwargs["notes"])
+    config = SimpleNamespace(budget="dsp<=0.2x", tolerance=0.01, joint=JointSection(rounds=2, retries=2),
+                             decompose=SimpleNamespace(regeneration="stream"))
+    ctx = SimpleNamespace(config=config, baseline_cost=cost, input_shape=splits.input_shape, accuracy=accuracy)
+    result, _hls, notes = joint.joint_compress(ctx, model, hls)
+    assert [round(f, 6) for f, _ in seen] == expected_fractions
+    assert getattr(result, "fraction", None) == final
+    last_accepted = None
+    for (fraction, start), note in zip(seen, notes, strict=True):  # each round starts from the last accepted model
+        assert getattr(start, "fraction", None) == last_accepted
+        if note["accepted"]:
+            last_accepted = fraction

@@ -122,6 +122,7 @@ class JointSection:
     widths: list[int] = field(default_factory=lambda: [12, 10, 8])
     sensitivity_batches: int = 4
     rounds: int = 2
+    retries: int = 2  # after a rejected round: rounds bisecting between the last accepted and the rejected target
 
 
 @dataclass

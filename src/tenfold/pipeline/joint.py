@@ -31,7 +31,7 @@ from tenfold.report import Snapshot, take_snapshot
 
 def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, Any, list[Snapshot]]:
     """Run the joint rounds; returns the compressed model, its HLS config and a snapshot per round."""
-    from tenfold.prune import Budget
+    from tenfold.prune import Budget, Schedule
 
     config = ctx.config
     section = config.joint
@@ -41,10 +41,14 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
     resolved = budget.resolve(baseline, params)
     baseline_val = ctx.accuracy(model, hls)
     snapshots: list[Snapshot] = []
-    best: tuple[nn.Module, Any] | None = None
-    for round_index in range(section.rounds):
+    # planned rounds approach the budget in equal steps; a rejected round is followed by up to `retries` rounds
+    # that bisect between the last accepted and the rejected target (the pruner's schedule), from the last
+    # accepted model, instead of giving up at the first failure
+    schedule = Schedule("constant", section.rounds, retries=section.retries)
+    while not schedule.finished:
         started = time.perf_counter()
-        fraction = (round_index + 1) / section.rounds
+        round_index = schedule.step
+        fraction = schedule.next_fraction()
         candidate_model, candidate_hls, choice = _one_round(ctx, model, hls, resolved, baseline, fraction,
                                                             round_index)
         val = ctx.accuracy(candidate_model, candidate_hls)
@@ -54,14 +58,12 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
             label=f"joint round {round_index + 1} "
             f"({'accepted' if accepted else 'rejected'})", stage="joint-round", val_accuracy=val,
             seconds=time.perf_counter() - started,
-            notes={"accepted": accepted, "target_fraction": fraction,
+            notes={"accepted": accepted, "target_fraction": fraction, "bisecting": schedule.bisecting,
                    "actions": {a.layer: a.to_dict() for a in choice}}))
-        if not accepted:
-            break  # keep the last model within the tolerance
-        model, hls, best = candidate_model, candidate_hls, (candidate_model, candidate_hls)
-    if best is None:
-        return model, hls, snapshots
-    return best[0], best[1], snapshots
+        schedule.feedback(fraction, accepted)
+        if accepted:  # later rounds start from the last model within the tolerance
+            model, hls = candidate_model, candidate_hls
+    return model, hls, snapshots
 
 
 def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fraction: float, round_index: int):

@@ -25,12 +25,11 @@ import torch
 
 from _common import markdown_table, shared_data, write_results
 from tenfold.data import load_cifar10
-from tenfold.decompose import SensitivityConfig, decompose_model, rank_sensitivity, select_ranks
+from tenfold.decompose import SensitivityConfig, accounting_method, decompose_model, rank_sensitivity, select_ranks
 from tenfold.models import create
 from tenfold.train import TrainConfig, evaluate, fit, load_model
 from tenfold.train.augment import frozen_teacher
 
-SENSITIVITY = {"cp": "cp4", "cp3": "cp3", "tucker2": "tucker2"}
 HEADERS = ["model", "target", "rank choice", "conv params", "ratio", "test pretrained → adapted",
            "after decomposition",
            "after fine-tuning", "drop (pts)", "fine-tune time"]
@@ -94,7 +93,7 @@ def main() -> None:
               f"in {adapt_seconds:.0f}s", flush=True)
         layers = conv_layers(model)
         started = time.perf_counter()
-        sensitivity_config = SensitivityConfig(method=SENSITIVITY[args.method], precision=precision,
+        sensitivity_config = SensitivityConfig(method=accounting_method(args.method), precision=precision,
                                                n_batches=args.batches)
         sensitivity = rank_sensitivity(model, splits.train, sensitivity_config, layers=layers)
         sensitivity_seconds = time.perf_counter() - started

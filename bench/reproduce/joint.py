@@ -43,10 +43,12 @@ def recipes(quick: bool) -> list[tuple[str, dict]]:
                          "budget": "dsp<=0.1x", "tolerance": 0.01, "seed": 0,
                          "finetune": {"epochs": 1 if quick else 2, "lr": 1e-3},
                          "export": {"hls4ml": False}}
+        # the same number of fine-tuned steps for both: 6 pruning steps / 6 joint rounds, each with 2 bisection
+        # retries after a rejection
         out.append((label, common | {"methods": ["prune"], "prune": {"steps": 2 if quick else 6}}))
         out.append((label, common | {"strategy": "joint", "methods": ["prune", "quantize"],
                                      "joint": {"prune_levels": [0.5, 0.75, 0.9, 0.95], "widths": [12, 10, 8],
-                                               "rounds": 2 if quick else 3}}))
+                                               "rounds": 2 if quick else 6, "retries": 2}}))
     return out
 
 

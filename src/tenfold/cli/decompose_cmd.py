@@ -17,7 +17,7 @@ from tenfold.cli.common import (
 )
 from tenfold.io import atomic_write_json, atomic_write_text, ensure_not_input
 
-SENSITIVITY_METHOD = {"cp": "cp4", "cp3": "cp3", "tucker2": "tucker2"}
+DECOMPOSE_CHOICES = ("cp", "cp3", "tucker2")
 
 
 def add_decompose_parser(subparsers) -> None:
@@ -35,7 +35,7 @@ def add_decompose_parser(subparsers) -> None:
     parser.add_argument("--target", default="10x",
                         help="'10x' fewer parameters, 'params<=50000', 'bits<=0.05x', or a hardware budget")
     parser.add_argument("--bits", type=int, default=8, help="factor width in bits (8)")
-    parser.add_argument("--method", default="cp3", choices=sorted(SENSITIVITY_METHOD),
+    parser.add_argument("--method", default="cp3", choices=DECOMPOSE_CHOICES,
                         help="cp (all modes), cp3 (kernel modes merged, default) or tucker2")
     parser.add_argument("--form", default="reconstructed", choices=["reconstructed", "factorized"])
     parser.add_argument("--value", default="loss", choices=["loss", "error"],
@@ -54,7 +54,14 @@ def add_decompose_parser(subparsers) -> None:
 
 
 def run_decompose(args: argparse.Namespace) -> int:
-    from tenfold.decompose import SensitivityConfig, decompose_model, rank_sensitivity, requantize_, select_ranks
+    from tenfold.decompose import (
+        SensitivityConfig,
+        accounting_method,
+        decompose_model,
+        rank_sensitivity,
+        requantize_,
+        select_ranks,
+    )
     from tenfold.decompose.pricing import estimate_decomposed
     from tenfold.hardware import estimate
     from tenfold.pipeline import prepare_output_dir
@@ -78,7 +85,7 @@ def run_decompose(args: argparse.Namespace) -> int:
 
     sensitivity = rank_sensitivity(
         model, splits.train,
-        SensitivityConfig(method=SENSITIVITY_METHOD[args.method], precision=f"fixed<{args.bits},1>",
+        SensitivityConfig(method=accounting_method(args.method), precision=f"fixed<{args.bits},1>",
                           n_batches=args.sensitivity_batches, n_iter_max=args.n_iter_max, seed=args.seed),
         layers=layers, progress=progress)
     if "id" in task:

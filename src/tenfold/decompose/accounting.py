@@ -42,6 +42,7 @@ __all__ = [
     "ModelAccount",
     "account_layer",
     "account_model",
+    "accounting_method",
     "decomposable_layers",
     "decomposed_shape",
     "khatri_rao_multiplications",
@@ -50,10 +51,19 @@ __all__ = [
 ]
 
 METHODS = ("cp4", "cp3", "tucker2")
+LAYER_METHODS = {"cp": "cp4", "cp4": "cp4", "cp3": "cp3", "tucker2": "tucker2"}
 DECOMPOSABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _SCALES = ("per_factor", "per_component_pow2", "none")
 
 Rank = int | tuple[int, int] | None
+
+
+def accounting_method(method: str) -> str:
+    """The accounting/sensitivity name of a layer method: layers say "cp" for CP over every mode, accounting
+    and sensitivity say "cp4" (to set it apart from "cp3"); "cp3" and "tucker2" are the same in both."""
+    if method not in LAYER_METHODS:
+        raise ConfigError(f"decomposition method must be one of cp, cp3, tucker2, got {method!r}")
+    return LAYER_METHODS[method]
 
 
 def decomposed_shape(shape: Sequence[int], method: str) -> tuple[int, ...]:

@@ -17,11 +17,8 @@ import dataclasses
 
 from torch import nn
 
-from tenfold.decompose.accounting import account_layer, regenerated_layer_resources
+from tenfold.decompose.accounting import account_layer, accounting_method, regenerated_layer_resources
 from tenfold.decompose.model import decomposed_layers
-
-ACCOUNT_METHOD = {"cp": "cp4", "cp4": "cp4", "cp3": "cp3", "tucker2": "tucker2"}
-
 
 MODES = ("stream", "buffer")
 
@@ -55,7 +52,7 @@ def price_decomposed_layer(layer_cost, weight_shape, method: str, rank, factor_b
 
     _check_mode(mode)
     weight_width = config.layer(layer_cost.name).precision.weight.width
-    account = account_layer(tuple(weight_shape), ACCOUNT_METHOD[method], rank, name=layer_cost.name,
+    account = account_layer(tuple(weight_shape), accounting_method(method), rank, name=layer_cost.name,
                             factor_bits=factor_bits, weight_bits=weight_width,
                             scale=scale if scale != "none" else "per_factor")
     if mode == "stream":
@@ -88,7 +85,7 @@ def _buffered(layer_cost, weight_shape, method, rank, factor_bits, config, paral
 
     if method == "tucker2" or not isinstance(rank, int):  # the C++ kernel regenerates CP only
         return layer_cost.dsp, layer_cost.bram18, layer_cost.lut, layer_cost.ff, 0
-    shape = decomposed_shape(weight_shape, ACCOUNT_METHOD[method])
+    shape = decomposed_shape(weight_shape, accounting_method(method))
     last = shape[-1]
     lanes = max(d for d in range(1, min(parallelism, last) + 1) if last % d == 0)
     regen = regeneration_cost(shape, rank, factor_bits, config.layer(layer_cost.name).precision.weight, lanes,

@@ -9,13 +9,12 @@ from torch import nn
 from tenfold.pipeline.context import RunContext
 from tenfold.report import Snapshot, take_snapshot
 
-SENSITIVITY_METHOD = {"cp": "cp4", "cp3": "cp3", "tucker2": "tucker2"}
-
 
 def decompose_and_finetune(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, Any, list[Snapshot]]:
     """Meet `decompose.target` with one rank per layer chosen by measured loss, then fine-tune the factors."""
     from tenfold.decompose import (
         SensitivityConfig,
+        accounting_method,
         decompose_model,
         rank_sensitivity,
         requantize_,
@@ -26,13 +25,13 @@ def decompose_and_finetune(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.M
     from tenfold.train import evaluate, fit
 
     section = ctx.config.decompose
-    if section.method not in SENSITIVITY_METHOD:
-        raise ConfigError(f"decompose.method: one of {', '.join(SENSITIVITY_METHOD)}, got {section.method!r}")
+    if section.method not in ("cp", "cp3", "tucker2"):
+        raise ConfigError(f"decompose.method: one of cp, cp3, tucker2, got {section.method!r}")
     precision = f"fixed<{section.bits},1>"
     layers = section.layers or _default_layers(model)
     sensitivity = rank_sensitivity(
         model, ctx.splits.train,
-        SensitivityConfig(method=SENSITIVITY_METHOD[section.method], precision=precision,
+        SensitivityConfig(method=accounting_method(section.method), precision=precision,
                           n_batches=section.sensitivity_batches, n_iter_max=section.n_iter_max, seed=ctx.seed),
         layers=layers)
     plan = select_ranks(sensitivity, section.target)

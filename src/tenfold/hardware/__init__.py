@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tenfold.hardware.cost import CostModel, CostParams, LayerCost, ModelCost, multiplier_patterns
 from tenfold.hardware.devices import DEFAULT_DEVICE, Device, get_device, list_devices, register_device
-from tenfold.hardware.estimate import estimate, make_config
+from tenfold.hardware.estimate import LayerPricer, estimate, make_config
 from tenfold.hardware.fixed_point import FixedPoint, Overflow, Rounding
 from tenfold.hardware.hls_config import (
     HLSConfig,
@@ -35,6 +35,7 @@ __all__ = [
     "LayerConfig",
     "LayerCost",
     "LayerPrecision",
+    "LayerPricer",
     "LayerSpec",
     "ModelCost",
     "Overflow",

@@ -64,3 +64,41 @@ def uniform_reuse_config(config: HLSConfig, model: nn.Module, input_shape: tuple
         choice = below if above is None or (below is not None and wanted - below <= above - wanted) else above
         layers[spec.name] = dataclasses.replace(base, reuse_factor=int(choice))
     return dataclasses.replace(config, layers=layers)
+
+
+class LayerPricer:
+    """Prices one weighted layer of a model under other weights or another HLS config, without re-tracing.
+
+    `estimate` traces the whole model for every call; search loops that try many variants of one layer at a
+    time (the joint knapsack's candidates) trace once here and re-price only the layer that changed. The price
+    of a layer depends on its own weights and config and on the result precision of the layer before it,
+    exactly as in `estimate`, so `price(name)` equals `estimate(model, ...).layer(name)`.
+    """
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], config: HLSConfig, *,
+                 params: CostParams | None = None) -> None:
+        self.specs = extract_layers(model, tuple(input_shape))
+        self.config = config
+        self.cost_model = CostModel(params)
+        self._index = {spec.name: index for index, spec in enumerate(self.specs)}
+
+    def price(self, name: str, *, weight: Any = None, config: HLSConfig | None = None) -> Any:
+        """The `LayerCost` of layer `name` holding `weight` (its effective weights; default: as traced)."""
+        from tenfold.errors import ModelError
+        from tenfold.hardware.devices import get_device
+
+        if name not in self._index or not self.specs[self._index[name]].has_weights:
+            weighted = [spec.name for spec in self.specs if spec.has_weights]
+            raise ModelError(f"no weighted layer named {name!r}; weighted layers: {', '.join(weighted)}")
+        config = config or self.config
+        index = self._index[name]
+        spec = self.specs[index]
+        if weight is not None:
+            if tuple(weight.shape) != tuple(spec.weight.shape):
+                raise ModelError(f"layer {name}: weight shape {tuple(weight.shape)} does not match "
+                                 f"{tuple(spec.weight.shape)}")
+            spec = dataclasses.replace(spec, weight=weight.detach(), mask=None)
+        data_precision = (config.layer(self.specs[index - 1].name).precision.result if index > 0
+                          else config.default.precision.result)
+        return self.cost_model.weighted_layer_cost(spec, config.layer(name), data_precision=data_precision,
+                                                   device=get_device(config.device), io_type=config.io_type)

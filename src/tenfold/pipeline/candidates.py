@@ -144,11 +144,9 @@ def pattern_prune_mask(model: nn.Module, input_shape, hls, layer: str, level: fl
     return torch.from_numpy(mask).to(torch.float32).reshape(info.weight_shape)
 
 
-def layer_cost(model: nn.Module, input_shape, hls, layer: str) -> dict[str, float]:
-    """The hardware model's resources of one layer of `model` (weights as they are now)."""
-    from tenfold.hardware import estimate
-
-    cost = estimate(model, input_shape, hls).layer(layer)
+def layer_cost(pricer, layer: str, weight: torch.Tensor | None = None, hls=None) -> dict[str, float]:
+    """The hardware model's resources of one layer holding `weight` (default: as traced) under `hls`."""
+    cost = pricer.price(layer, weight=weight, config=hls)
     return {"dsp": cost.dsp, "bram18": cost.bram18, "lut": cost.lut, "ff": cost.ff, "params": float(cost.n_nonzero)}
 
 
@@ -161,7 +159,14 @@ def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], prob
                      prune_levels: list[float], widths: list[int], rank_ratios: list[float], bits: int,
                      regeneration: str = "buffer", progress: Callable[[int, int, str], None] | None = None
                      ) -> dict[str, list[Action]]:
-    """Every candidate action of every layer, priced and valued (the model is restored after each probe)."""
+    """Every candidate action of every layer, priced and valued (the model is restored after each probe).
+
+    The model is traced once; each candidate re-prices only its own layer (`LayerPricer`), so building the
+    candidates costs one loss probe per action, not one whole-model estimate per action.
+    """
+    from tenfold.hardware import LayerPricer
+
+    pricer = LayerPricer(model, input_shape, hls)
     total = len(layers) * (1 + len(prune_levels) * (1 + len(widths)) + len(widths) + len(rank_ratios))
     done = 0
     out: dict[str, list[Action]] = {}
@@ -175,12 +180,12 @@ def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], prob
     for name in layers:
         module = model.get_submodule(name)
         weight = effective_weight(module)
-        actions = [Action(layer=name, kind="keep", cost=layer_cost(model, input_shape, hls, name))]
+        actions = [Action(layer=name, kind="keep", cost=layer_cost(pricer, name))]
         tick(f"{name}: keep")
         masks = {level: pattern_prune_mask(model, input_shape, hls, name, level) for level in prune_levels}
         for level, mask in masks.items():
             if mask is not None:
-                actions.append(_probe(model, module, probe, weight * mask, input_shape, hls, name,
+                actions.append(_probe(pricer, module, probe, weight * mask, hls, name,
                                       Action(layer=name, kind="prune", prune_level=level, mask=mask)))
             tick(f"{name}: prune {level:.2f}")
         for width in widths:
@@ -188,19 +193,18 @@ def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], prob
             if str(narrow.layer(name).precision.weight) == str(hls.layer(name).precision.weight):
                 tick(f"{name}: {width} bits")
                 continue
-            actions.append(_probe(model, module, probe, quantized_weight(weight, narrow, name), input_shape, narrow,
+            actions.append(_probe(pricer, module, probe, quantized_weight(weight, narrow, name), narrow,
                                   name, Action(layer=name, kind="precision", width=width)))
             tick(f"{name}: {width} bits")
             for level, mask in masks.items():
                 if mask is not None:
-                    actions.append(_probe(model, module, probe, quantized_weight(weight * mask, narrow, name),
-                                          input_shape, narrow, name,
+                    actions.append(_probe(pricer, module, probe, quantized_weight(weight * mask, narrow, name),
+                                          narrow, name,
                                           Action(layer=name, kind="prune+precision", prune_level=level, width=width,
                                                  mask=mask)))
                 tick(f"{name}: prune {level:.2f} at {width} bits")
         for ratio in rank_ratios if not hasattr(module, "weight_mask") else []:  # factors would lose the zeros
-            action = _decompose_candidate(model, module, probe, weight, input_shape, hls, name, ratio, bits,
-                                          regeneration)
+            action = _decompose_candidate(pricer, module, probe, weight, hls, name, ratio, bits, regeneration)
             if action is not None:
                 actions.append(action)
             tick(f"{name}: rank ratio {ratio}")
@@ -208,29 +212,17 @@ def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], prob
     return out
 
 
-def _probe(model, module, probe: LossProbe, new_weight, input_shape, hls, name: str, action: Action) -> Action:
+def _probe(pricer, module, probe: LossProbe, new_weight, hls, name: str, action: Action) -> Action:
     action.loss_increase = probe.increase_with(module, new_weight)
-    parameter = _weight_tensor(module)
-    saved = parameter.detach().clone()
-    try:
-        with torch.no_grad():
-            parameter.copy_(new_weight)
-            _sync_masked(module)
-        action.cost = layer_cost(model, input_shape, hls, name)
-    finally:
-        with torch.no_grad():
-            parameter.copy_(saved)
-            _sync_masked(module)
+    action.cost = layer_cost(pricer, name, new_weight, hls)
     return action
 
 
-def _decompose_candidate(model, module, probe, weight, input_shape, hls, name, ratio, bits,
-                         regeneration: str) -> Action | None:
+def _decompose_candidate(pricer, module, probe, weight, hls, name, ratio, bits, regeneration: str) -> Action | None:
     """Quantized CP (kernel modes merged) keeping `ratio` of the layer's parameters, priced like
     `tenfold.decompose.pricing` prices it (weights regenerated on chip, `regeneration` mode)."""
     from tenfold.decompose import FactorGrid, compose_weight, decompose_weight, rank_for_ratio
     from tenfold.decompose.pricing import price_decomposed_layer
-    from tenfold.hardware import estimate
 
     method = "cp3"
     rank = rank_for_ratio(tuple(weight.shape), ratio, method)
@@ -244,7 +236,7 @@ def _decompose_candidate(model, module, probe, weight, input_shape, hls, name, r
     rebuilt = compose_weight(method, tuple(weight.shape), factors).to(weight.dtype)
     action = Action(layer=name, kind="decompose", rank=rank)
     action.loss_increase = probe.increase_with(module, rebuilt)
-    cost = price_decomposed_layer(estimate(model, input_shape, hls).layer(name), tuple(weight.shape), method, rank,
+    cost = price_decomposed_layer(pricer.price(name, config=hls), tuple(weight.shape), method, rank,
                                   bits, hls, mode=regeneration)
     action.cost = {"dsp": cost.dsp, "bram18": cost.bram18, "lut": cost.lut, "ff": cost.ff, "params": float(stored)}
     return action

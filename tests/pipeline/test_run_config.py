@@ -31,6 +31,9 @@ def test_minimal_recipe_gets_defaults():
     (BASE | {"strategy": "joint", "budget": None}, r"budget: the joint strategy needs"),
     (BASE | {"data": ["digits"]}, r"data: expected a mapping"),
     (BASE | {"decompose": {"bits": 1}}, r"decompose\.bits"),
+    (BASE | {"train": {"distill_alpha": 0.5}}, r"train\.distill_alpha: training from scratch has no teacher"),
+    (BASE | {"finetune": {"augment": "mixup"}}, r"finetune: augment must be one of"),
+    (BASE | {"finetune": {"distill_alpha": 2.0}}, r"finetune: distill_alpha must be in \[0, 1\]"),
 ])
 def test_bad_recipes_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
@@ -69,3 +72,9 @@ def test_every_example_recipe_parses():
     assert examples, "examples/ should hold recipes"
     for path in examples:
         load_run_config(path)
+
+
+def test_finetune_distillation_and_augmentation_reach_the_train_config():
+    config = run_config_from_dict(BASE | {"finetune": {"distill_alpha": 0.5, "augment": "crop"}})
+    train = config.finetune.to_train_config(0)
+    assert (train.distill_alpha, train.augment) == (0.5, "crop")

@@ -100,3 +100,31 @@ def test_every_example_recipe_runs(recipe, tmp_path):
     assert result.report.final.val_accuracy is not None
     if result.report.export.get("csim") not in (None,):
         assert result.report.export["csim"] == "bit-exact"
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "joint"])
+def test_finetuning_distils_from_the_starting_model(tmp_path, monkeypatch, strategy):
+    """With finetune.distill_alpha every fine-tuning call of the run gets a frozen copy of the start model."""
+    import tenfold.train as train_module
+
+    calls = []
+    real_fit = train_module.fit
+
+    def spy(model, *args, teacher=None, **kwargs):
+        calls.append(teacher)
+        return real_fit(model, *args, teacher=teacher, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit", spy)
+    monkeypatch.setattr("tenfold.prune.pruner.fit", spy)
+    recipe = RECIPE | {"finetune": {"epochs": 1, "distill_alpha": 0.5}, "export": {"hls4ml": False},
+                       "methods": ["prune", "decompose"] if strategy == "joint" else ["decompose"],
+                       "strategy": strategy, "joint": {"rounds": 1, "retries": 0, "prune_levels": [0.5, 0.9],
+                                                       "ranks": [0.25], "widths": []},
+                       "decompose": {"target": "2x", "sensitivity_batches": 1}}
+    result = run(run_config_from_dict(recipe), tmp_path / "out", progress=False)
+    finetune_teachers = [t for t in calls if t is not None]
+    assert finetune_teachers, "no fine-tuning call received a teacher"
+    teacher = finetune_teachers[0]
+    assert all(t is teacher for t in finetune_teachers)  # one frozen copy for the whole run
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert result.report.snapshots[-1].val_accuracy > 0.5

@@ -189,6 +189,15 @@ class RunConfig:
             raise ConfigError(f"decompose.regeneration: 'buffer' or 'stream', got {self.decompose.regeneration!r}")
         if self.quantize.method not in ("ptq", "search"):
             raise ConfigError(f"quantize.method: 'ptq' or 'search', got {self.quantize.method!r}")
+        if self.train is not None and self.train.distill_alpha:
+            raise ConfigError("train.distill_alpha: training from scratch has no teacher; distillation from the "
+                              "starting model is a fine-tuning option (finetune.distill_alpha)")
+        for key, section in (("train", self.train), ("finetune", self.finetune)):
+            if section is not None:
+                try:
+                    section.to_train_config(self.seed)
+                except ConfigError as exc:
+                    raise ConfigError(f"{key}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -27,11 +27,11 @@ from _common import markdown_table, shared_data, write_results
 from tenfold.data import load_cifar10
 from tenfold.decompose import SensitivityConfig, accounting_method, decompose_model, rank_sensitivity, select_ranks
 from tenfold.models import create
-from tenfold.train import TrainConfig, evaluate, fit, load_model
+from tenfold.train import TrainConfig, evaluate, fit, load_model, recalibrate_batchnorm
 from tenfold.train.augment import frozen_teacher
 
 HEADERS = ["model", "target", "rank choice", "conv params", "ratio", "test pretrained → adapted",
-           "after decomposition",
+           "after decomposition → BN recalibrated",
            "after fine-tuning", "drop (pts)", "fine-tune time"]
 
 
@@ -53,6 +53,10 @@ def main() -> None:
                         "that the drop is measured against a baseline that saw the same data")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--name", default="decompose_cifar", help="results file name under bench/results")
+    parser.add_argument("--bn-batches", type=int, default=20,
+                        help="batches to re-measure BatchNorm statistics on after decomposing (0 = off)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder to keep the adapted model and the sensitivity table in, so reruns skip them")
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--method", default="cp3", choices=["cp", "cp3", "tucker2"],
                         help="cp = CP over all four kernel modes; cp3 = kh·kw merged (default)")
@@ -82,11 +86,19 @@ def main() -> None:
         model = model.to(args.device)
         pretrained_test = evaluate(model, splits.test).accuracy
         adapt_seconds = 0.0
-        if adapt_epochs > 0:  # the same data and recipe as the compressed models get, minus distillation
+        cached = args.cache / f"{name}-adapt{adapt_epochs}-{args.augment}-lr{args.lr:g}.pt" if args.cache else None
+        if cached is not None and cached.exists():
+            saved = torch.load(cached, map_location=args.device, weights_only=False)
+            model.load_state_dict(saved["model"])
+            adapt_seconds = saved["seconds"]
+        elif adapt_epochs > 0:  # the same data and recipe as the compressed models get, minus distillation
             started = time.perf_counter()
             fit(model, splits.train, splits.val, dataclasses.replace(recipe, epochs=adapt_epochs, distill_alpha=0.0),
                 progress=False)
             adapt_seconds = time.perf_counter() - started
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"model": model.state_dict(), "seconds": adapt_seconds}, cached)
         base = evaluate(model, splits.test).accuracy
         teacher = frozen_teacher(model) if args.distill > 0 else None
         print(f"{name}: pretrained {100 * pretrained_test:.2f}%, adapted ({adapt_epochs} ep) {100 * base:.2f}% "
@@ -95,8 +107,14 @@ def main() -> None:
         started = time.perf_counter()
         sensitivity_config = SensitivityConfig(method=accounting_method(args.method), precision=precision,
                                                n_batches=args.batches)
-        sensitivity = rank_sensitivity(model, splits.train, sensitivity_config, layers=layers)
-        sensitivity_seconds = time.perf_counter() - started
+        sensitivity_file = cached.with_suffix(f".{args.method}.b{args.batches}.sens") if cached else None
+        if sensitivity_file is not None and sensitivity_file.exists():
+            sensitivity, sensitivity_seconds = torch.load(sensitivity_file, weights_only=False)
+        else:
+            sensitivity = rank_sensitivity(model, splits.train, sensitivity_config, layers=layers)
+            sensitivity_seconds = time.perf_counter() - started
+            if sensitivity_file is not None:
+                torch.save((sensitivity, sensitivity_seconds), sensitivity_file)
         print(f"{name}: test {100 * base:.2f}%, sensitivity of {len(layers)} convs in {sensitivity_seconds:.0f}s",
               flush=True)
         for target in args.targets:
@@ -104,6 +122,9 @@ def main() -> None:
                 plan = select_ranks(sensitivity, f"{target:g}x", value=value)
                 decomposed, _ = decompose_model(model, plan.ranks, method=args.method, precision=precision,
                                                      layers=list(plan.ranks), skip=(), seed=0)
+                raw = evaluate(decomposed, splits.test).accuracy
+                if args.bn_batches > 0:
+                    recalibrate_batchnorm(decomposed, splits.train, batches=args.bn_batches, seed=0)
                 after = evaluate(decomposed, splits.test).accuracy
                 tuned, ft_seconds = None, 0.0
                 if value == "loss" and args.epochs > 0:
@@ -115,7 +136,8 @@ def main() -> None:
                 record = {"model": name, "method": args.method, "target": target, "value": value, "ranks": plan.ranks,
                           "conv_params_before": plan.params_before, "conv_params_after": plan.params_after,
                           "ratio": plan.ratio, "test_pretrained": pretrained_test, "adapt_epochs": adapt_epochs,
-                          "adapt_seconds": adapt_seconds, "test_before": base, "test_after_decomposition": after,
+                          "adapt_seconds": adapt_seconds, "test_before": base, "test_after_decomposition_raw": raw,
+                          "test_after_decomposition": after, "bn_batches": args.bn_batches,
                           "test_after_finetune": tuned, "drop": base - final, "finetune_seconds": ft_seconds,
                           "finetune_epochs": args.epochs if tuned is not None else 0,
                           "finetune": dataclasses.asdict(recipe),
@@ -124,20 +146,23 @@ def main() -> None:
                 records.append(record)
                 rows.append([name, f"{target:g}x", "sensitivity" if value == "loss" else "reconstruction error",
                              f"{plan.params_before:,} → {plan.params_after:,}", f"{plan.ratio:.1f}x",
-                             f"{100 * pretrained_test:.2f}% → {100 * base:.2f}%", f"{100 * after:.2f}%",
+                             f"{100 * pretrained_test:.2f}% → {100 * base:.2f}%",
+                             f"{100 * raw:.2f}% → {100 * after:.2f}%",
                              f"{100 * tuned:.2f}%" if tuned is not None else "—",
                              f"{100 * (base - final):+.2f}", f"{ft_seconds:.0f}s" if tuned is not None else "—"])
                 print(rows[-1], flush=True)
                 write_results(args.name, {"args": vars(args), "records": records},
                               "# Quantized CP decomposition of pretrained CIFAR-10 ResNets\n\n" + NOTE.format(
                                   method=args.method, bits=args.bits, epochs=args.epochs, train=len(splits.train),
-                                  adapt=adapt_epochs, lr=args.lr, augment=args.augment, distill=args.distill,
+                                  adapt=adapt_epochs, lr=args.lr, bn=args.bn_batches, augment=args.augment,
+                                  distill=args.distill,
                                   test=len(splits.test))
                               + "\n\n" + markdown_table(HEADERS, rows))
     print(markdown_table(HEADERS, rows))
 
 
-NOTE = ("Drop = adapted baseline (the pretrained model fine-tuned on the same JPEG training images with the same "
+NOTE = ("BatchNorm statistics are re-measured on {bn} training batches right after decomposing. "
+        "Drop = adapted baseline (the pretrained model fine-tuned on the same JPEG training images with the same "
         "recipe, {adapt} epoch(s)) minus the decomposed model after fine-tuning. "
         "{bits}-bit factors (ap_fixed<{bits},1> codes with a per-factor power-of-two scale), method {method} "
         "(cp: CP over all four kernel modes; cp3: kernel height and width merged into one mode), every conv layer"

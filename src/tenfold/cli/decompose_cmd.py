@@ -45,6 +45,12 @@ def add_decompose_parser(subparsers) -> None:
     parser.add_argument("--n-iter-max", type=int, default=50)
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--bn-batches", type=int, default=20,
+                        help="batches to re-measure BatchNorm statistics on after decomposing (0 = off)")
+    parser.add_argument("--distill", type=float, default=0.0,
+                        help="distillation weight from the original model during fine-tuning (0 = off)")
+    parser.add_argument("--augment", default="none", choices=["none", "crop", "flip_crop"],
+                        help="batch augmentation during fine-tuning (flip_crop for natural images)")
     add_hardware_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="output folder (refused if not empty)")
@@ -65,7 +71,8 @@ def run_decompose(args: argparse.Namespace) -> int:
     from tenfold.decompose.pricing import estimate_decomposed
     from tenfold.hardware import estimate
     from tenfold.pipeline import prepare_output_dir
-    from tenfold.train import TrainConfig, evaluate, fit, save_checkpoint
+    from tenfold.train import TrainConfig, evaluate, fit, recalibrate_batchnorm, save_checkpoint
+    from tenfold.train.augment import frozen_teacher
     from tenfold.train.progress import make_reporter
 
     ensure_not_input(args.out, [args.model, args.pretrained, args.data_path], what="--out")
@@ -94,11 +101,15 @@ def run_decompose(args: argparse.Namespace) -> int:
     decomposed, report = decompose_model(model, plan.ranks, method=args.method, precision=f"fixed<{args.bits},1>",
                                          form=args.form, layers=list(plan.ranks), skip=(), seed=args.seed,
                                          n_iter_max=args.n_iter_max)
+    if args.bn_batches > 0:
+        recalibrate_batchnorm(decomposed, splits.train, batches=args.bn_batches, seed=args.seed)
     after = {"val": evaluate(decomposed, splits.val).accuracy, "test": evaluate(decomposed, splits.test).accuracy}
     tuned = None
     if args.finetune_epochs > 0:
-        fit(decomposed, splits.train, splits.val, TrainConfig(epochs=args.finetune_epochs, lr=args.lr, seed=args.seed),
-            progress=reporter)
+        fit(decomposed, splits.train, splits.val,
+            TrainConfig(epochs=args.finetune_epochs, lr=args.lr, seed=args.seed, augment=args.augment,
+                        distill_alpha=args.distill),
+            progress=reporter, teacher=frozen_teacher(model) if args.distill > 0 else None)
         requantize_(decomposed)
         tuned = {"val": evaluate(decomposed, splits.val).accuracy, "test": evaluate(decomposed, splits.test).accuracy}
     reporter.close()

@@ -102,6 +102,7 @@ class DecomposeSection:
     layers: list[str] | None = None
     sensitivity_batches: int = 4
     n_iter_max: int = 50
+    bn_recalibration_batches: int = 20  # re-measure BatchNorm statistics after decomposing (0 = off)
     regeneration: str = "buffer"  # how the chip rebuilds weights: once into weight memory, or while streaming
 
 

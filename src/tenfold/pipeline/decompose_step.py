@@ -22,7 +22,7 @@ def decompose_and_finetune(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.M
     )
     from tenfold.errors import ConfigError
     from tenfold.pipeline.stages import with_finetune_seed
-    from tenfold.train import evaluate, fit
+    from tenfold.train import evaluate, fit, recalibrate_batchnorm
 
     section = ctx.config.decompose
     if section.method not in ("cp", "cp3", "tucker2"):
@@ -38,6 +38,8 @@ def decompose_and_finetune(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.M
     decomposed, _ = decompose_model(model, plan.ranks, method=section.method, precision=precision,
                                     form=section.form, layers=list(plan.ranks), skip=(), seed=ctx.seed,
                                     n_iter_max=section.n_iter_max)
+    if section.bn_recalibration_batches > 0:
+        recalibrate_batchnorm(decomposed, ctx.splits.train, batches=section.bn_recalibration_batches, seed=ctx.seed)
     snapshots = [take_snapshot(decomposed, ctx.input_shape, hls, regeneration=section.regeneration,
                                label="decomposed (before fine-tuning)",
                                stage="decompose-step", val_accuracy=evaluate(decomposed, ctx.splits.val).accuracy,

@@ -86,14 +86,37 @@ def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fract
              for key in RESOURCE_KEYS if key != "params"} | {"params": 0.0}
     choice = solve_actions(candidates, resolved, baseline, fraction, fixed)
     new_model, new_hls = apply_actions(ctx, model, hls, choice)
+    if ctx.config.decompose.bn_recalibration_batches > 0:  # changed weights shift what the BatchNorms see
+        from tenfold.train import recalibrate_batchnorm
+
+        recalibrate_batchnorm(new_model, ctx.splits.train, batches=ctx.config.decompose.bn_recalibration_batches,
+                              seed=ctx.seed + round_index)
     finetune = dataclasses.replace(ctx.finetune_config(), seed=ctx.seed + 100 + round_index)
-    if finetune.epochs > 0:
+    if finetune.epochs > 0 and ctx.fixed_point_evaluation:
+        _quantization_aware_finetune(ctx, new_model, new_hls, finetune)
+    elif finetune.epochs > 0:
         from tenfold.prune import MaskedFinetune
 
         fit(new_model, ctx.splits.train, ctx.splits.val, finetune, callbacks=[MaskedFinetune(new_model)],
             progress=ctx.progress, teacher=ctx.teacher())
         _requantize(new_model)
     return new_model, new_hls, choice
+
+
+def _quantization_aware_finetune(ctx: RunContext, model: nn.Module, hls, finetune) -> None:
+    """Fine-tune through the fixed-point types the round chose (QAT), then keep the trained float weights.
+
+    Rounds are accepted on the fixed-point model; fine-tuning in float would let the weights drift off the
+    narrower grids the round just picked, and rounding them afterwards undoes part of the recovery.
+    """
+    from tenfold.prune.masks import refresh_masked_weights
+    from tenfold.quantize import copy_trained_weights, quantize_model
+    from tenfold.train import fit
+
+    quantized = quantize_model(refresh_masked_weights(model), hls)
+    fit(quantized, ctx.splits.train, ctx.splits.val, finetune, progress=ctx.progress, teacher=ctx.teacher())
+    copy_trained_weights(quantized, model)
+    _requantize(model)
 
 
 def _plain_layer(model: nn.Module, name: str) -> bool:

@@ -14,7 +14,7 @@ from tenfold.quantize.calibrate import (
 from tenfold.quantize.emulate import emulate, quantize_weights_
 from tenfold.quantize.fake import FakeQuant, fake_quantize, fixed_point_codes, quantize_tensor
 from tenfold.quantize.ptq import PTQResult, calibrated_config, post_training_quantize
-from tenfold.quantize.qat import QATReport, QATResult, hardware_accuracy, qat
+from tenfold.quantize.qat import QATReport, QATResult, copy_trained_weights, hardware_accuracy, qat
 from tenfold.quantize.quantized_model import (
     QuantizedModel,
     QuantizerSite,
@@ -37,6 +37,7 @@ __all__ = [
     "SearchStep",
     "ValueRange",
     "calibrated_config",
+    "copy_trained_weights",
     "emulate",
     "fake_quantize",
     "find_overflows",

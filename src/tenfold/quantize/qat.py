@@ -27,7 +27,7 @@ from tenfold.train import Callback, TrainConfig, TrainReport, evaluate, fit
 from tenfold.train.loop import DataLike
 from tenfold.train.progress import ProgressReporter
 
-__all__ = ["QATReport", "QATResult", "hardware_accuracy", "qat"]
+__all__ = ["QATReport", "QATResult", "copy_trained_weights", "hardware_accuracy", "qat"]
 
 
 @dataclass
@@ -121,3 +121,44 @@ def _hls4ml_or_empty(config: HLSConfig) -> dict[str, Any]:
         return config.to_hls4ml()
     except ConfigError:  # a type hls4ml cannot spell (AP_WRAP_SM): the report still stands
         return {}
+
+
+def copy_trained_weights(quantized: QuantizedModel, target: nn.Module) -> nn.Module:
+    """Write the float (shadow) weights a QAT run trained back into the model `quantized` was built from.
+
+    Pipelines keep working on the plain model — pruning masks as `torch.nn.utils.prune` buffers, decomposed
+    layers as factor parametrizations — while the fine-tuning itself ran on the fake-quantized copy. Each
+    trained tensor goes where the same tensor lives in `target`: a quantized weight's `original` becomes a
+    masked layer's `weight_orig` (masks are re-applied), a plain layer's `weight`, or a decomposed layer's
+    factor `original<i>`; BatchNorm parameters and statistics copy by name. Returns `target`.
+    """
+    from tenfold.prune.masks import refresh_masked_weights
+
+    target_state = target.state_dict()
+    updates: dict[str, torch.Tensor] = {}
+    for key, value in quantized.model.state_dict().items():
+        if ".parametrizations." in f".{key}":
+            prefix, rest = f".{key}".split(".parametrizations.", 1)
+            prefix = prefix[1:]
+            tensor, leaf = rest.split(".", 1)
+            if not leaf.startswith("original"):
+                continue  # a quantizer's or mask's own state: not trained
+            stem = f"{prefix}." if prefix else ""
+            names = ([f"{stem}{tensor}_orig", f"{stem}{tensor}", key] if leaf == "original"
+                     else [key])
+        else:
+            names = [key]
+        for name in names:
+            if name in target_state and target_state[name].shape == value.shape:
+                updates[name] = value.detach().clone()
+                break
+        else:
+            raise ModelError(f"cannot place the trained tensor {key!r} in the target model; was `quantized` built "
+                             "from it with quantize_model?")
+    target.load_state_dict(updates, strict=False)
+    with torch.no_grad():  # a masked weight's orig must stay zero where its mask is
+        from tenfold.prune.masks import masked_parameters
+
+        for module, param in masked_parameters(target):
+            getattr(module, f"{param}_orig").mul_(getattr(module, f"{param}_mask"))
+    return refresh_masked_weights(target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tenfold.train.batchnorm import recalibrate_batchnorm
 from tenfold.train.callbacks import Callback, LambdaCallback, TrainState
 from tenfold.train.checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint
 from tenfold.train.config import EpochRecord, EvalResult, TrainConfig, TrainReport
@@ -26,6 +27,7 @@ __all__ = [
     "load_model",
     "make_loader",
     "make_reporter",
+    "recalibrate_batchnorm",
     "save_checkpoint",
     "seed_everything",
 ]

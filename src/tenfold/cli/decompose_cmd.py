@@ -45,8 +45,11 @@ def add_decompose_parser(subparsers) -> None:
     parser.add_argument("--n-iter-max", type=int, default=50)
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--refine-steps", type=int, default=200,
+                        help="data-aware refinement: steps per layer fitting its factors to the original layer's "
+                        "outputs right after decomposing (0 = off)")
     parser.add_argument("--bn-batches", type=int, default=20,
-                        help="batches to re-measure BatchNorm statistics on after decomposing (0 = off)")
+                        help="without refinement: batches to re-measure BatchNorm statistics on (0 = off)")
     parser.add_argument("--distill", type=float, default=0.0,
                         help="distillation weight from the original model during fine-tuning (0 = off)")
     parser.add_argument("--augment", default="none", choices=["none", "crop", "flip_crop"],
@@ -65,6 +68,7 @@ def run_decompose(args: argparse.Namespace) -> int:
         accounting_method,
         decompose_model,
         rank_sensitivity,
+        refine_factors,
         requantize_,
         select_ranks,
     )
@@ -101,7 +105,9 @@ def run_decompose(args: argparse.Namespace) -> int:
     decomposed, report = decompose_model(model, plan.ranks, method=args.method, precision=f"fixed<{args.bits},1>",
                                          form=args.form, layers=list(plan.ranks), skip=(), seed=args.seed,
                                          n_iter_max=args.n_iter_max)
-    if args.bn_batches > 0:
+    if args.refine_steps > 0:
+        refine_factors(model, decomposed, splits.train, steps=args.refine_steps, lr=3e-3, seed=args.seed)
+    elif args.bn_batches > 0:
         recalibrate_batchnorm(decomposed, splits.train, batches=args.bn_batches, seed=args.seed)
     after = {"val": evaluate(decomposed, splits.val).accuracy, "test": evaluate(decomposed, splits.test).accuracy}
     tuned = None

@@ -69,6 +69,7 @@ from tenfold.decompose.ranks import (
     select_ranks,
 )
 from tenfold.decompose.recipe import apply_decomposition_recipe_, decomposition_recipe
+from tenfold.decompose.refine import RefineReport, refine_factors
 from tenfold.decompose.sensitivity import (
     DEFAULT_RATIOS,
     LayerSensitivity,
@@ -113,6 +114,7 @@ __all__ = [
     "RankPlan",
     "RankSensitivity",
     "RankTarget",
+    "RefineReport",
     "SensitivityConfig",
     "TargetLimit",
     "TuckerResult",
@@ -152,6 +154,7 @@ __all__ = [
     "rank_ladder",
     "rank_sensitivity",
     "reconstruct_weight",
+    "refine_factors",
     "regenerated_layer_resources",
     "requantize_",
     "round_after_als",

@@ -102,7 +102,8 @@ class DecomposeSection:
     layers: list[str] | None = None
     sensitivity_batches: int = 4
     n_iter_max: int = 50
-    bn_recalibration_batches: int = 20  # re-measure BatchNorm statistics after decomposing (0 = off)
+    refine_steps: int = 200  # data-aware factor refinement per layer after decomposing (0 = off)
+    bn_recalibration_batches: int = 20  # without refinement: re-measure BatchNorm statistics (0 = off)
     regeneration: str = "buffer"  # how the chip rebuilds weights: once into weight memory, or while streaming
 
 

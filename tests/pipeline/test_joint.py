@@ -138,3 +138,29 @@ def test_rounds_bisect_after_a_rejected_round(setup, monkeypatch, threshold, exp
         assert getattr(start, "fraction", None) == last_accepted
         if note["accepted"]:
             last_accepted = fraction
+
+
+def test_qat_round_falls_back_to_float_finetuning_when_qat_ends_worse(setup, monkeypatch):
+    """A QAT run that ends below its starting fixed-point accuracy is not kept (here: sabotaged weights)."""
+    from types import SimpleNamespace
+
+    import tenfold.quantize as quantize_module
+    from tenfold.modules import clone_module
+    from tenfold.pipeline import joint
+    from tenfold.train import TrainConfig, evaluate
+
+    splits, model, hls, _cost, _candidates, _before = setup
+
+    def sabotage(quantized, target):
+        with torch.no_grad():
+            for parameter in target.parameters():
+                parameter.zero_()
+        return target
+
+    monkeypatch.setattr(quantize_module, "copy_trained_weights", sabotage)
+    ctx = SimpleNamespace(splits=splits, progress=False, teacher=lambda: None,
+                          accuracy=lambda m, _h, split="val": evaluate(m, getattr(splits, split)).accuracy)
+    start = clone_module(model)
+    result = joint._quantization_aware_finetune(ctx, start, hls, TrainConfig(epochs=1, lr=1e-3, seed=0))
+    assert result is not start  # the float fine-tuned copy, not the sabotaged QAT result
+    assert evaluate(result, splits.val).accuracy > 0.8

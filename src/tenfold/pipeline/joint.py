@@ -68,7 +68,6 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
 
 def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fraction: float, round_index: int):
     from tenfold.decompose.pricing import estimate_decomposed
-    from tenfold.train import fit
 
     section = ctx.config.joint
     current = estimate_decomposed(model, ctx.input_shape, hls, mode=ctx.config.decompose.regeneration)
@@ -93,30 +92,46 @@ def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fract
                               seed=ctx.seed + round_index)
     finetune = dataclasses.replace(ctx.finetune_config(), seed=ctx.seed + 100 + round_index)
     if finetune.epochs > 0 and ctx.fixed_point_evaluation:
-        _quantization_aware_finetune(ctx, new_model, new_hls, finetune)
+        new_model = _quantization_aware_finetune(ctx, new_model, new_hls, finetune)
     elif finetune.epochs > 0:
-        from tenfold.prune import MaskedFinetune
-
-        fit(new_model, ctx.splits.train, ctx.splits.val, finetune, callbacks=[MaskedFinetune(new_model)],
-            progress=ctx.progress, teacher=ctx.teacher())
-        _requantize(new_model)
+        _float_finetune(ctx, new_model, finetune)
     return new_model, new_hls, choice
 
 
-def _quantization_aware_finetune(ctx: RunContext, model: nn.Module, hls, finetune) -> None:
+def _float_finetune(ctx: RunContext, model: nn.Module, finetune) -> None:
+    from tenfold.prune import MaskedFinetune
+    from tenfold.train import fit
+
+    fit(model, ctx.splits.train, ctx.splits.val, finetune, callbacks=[MaskedFinetune(model)], progress=ctx.progress,
+        teacher=ctx.teacher())
+    _requantize(model)
+
+
+def _quantization_aware_finetune(ctx: RunContext, model: nn.Module, hls, finetune) -> nn.Module:
     """Fine-tune through the fixed-point types the round chose (QAT), then keep the trained float weights.
 
-    Rounds are accepted on the fixed-point model; fine-tuning in float would let the weights drift off the
-    narrower grids the round just picked, and rounding them afterwards undoes part of the recovery.
+    Rounds are accepted on the fixed-point model; fine-tuning in float lets the weights drift off the narrower
+    grids the round just picked, and rounding them afterwards undoes part of the recovery. Training through
+    wrapping fixed-point activations can also diverge (an overflow's error is passed straight through), so if
+    the fixed-point validation accuracy ends below where QAT started, the round falls back to float fine-tuning
+    from the same start and keeps whichever of the two is better.
     """
+    from tenfold.modules import clone_module
     from tenfold.prune.masks import refresh_masked_weights
     from tenfold.quantize import copy_trained_weights, quantize_model
     from tenfold.train import fit
 
+    start = clone_module(refresh_masked_weights(model))
+    before = ctx.accuracy(model, hls)
     quantized = quantize_model(refresh_masked_weights(model), hls)
     fit(quantized, ctx.splits.train, ctx.splits.val, finetune, progress=ctx.progress, teacher=ctx.teacher())
     copy_trained_weights(quantized, model)
     _requantize(model)
+    after = ctx.accuracy(model, hls)
+    if after >= before:
+        return model
+    _float_finetune(ctx, start, finetune)
+    return start if ctx.accuracy(start, hls) > after else model
 
 
 def _plain_layer(model: nn.Module, name: str) -> bool:

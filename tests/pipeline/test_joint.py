@@ -157,7 +157,7 @@ def test_qat_round_falls_back_to_float_finetuning_when_qat_ends_worse(setup, mon
                 parameter.zero_()
         return target
 
-    monkeypatch.setattr(quantize_module, "copy_trained_weights", sabotage)
+    monkeypatch.setattr(quantize_module, "copy_trained_weights", sabotage)  # joint.qat is opt-in; tested directly
     ctx = SimpleNamespace(splits=splits, progress=False, teacher=lambda: None,
                           accuracy=lambda m, _h, split="val": evaluate(m, getattr(splits, split)).accuracy)
     start = clone_module(model)

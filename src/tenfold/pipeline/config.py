@@ -125,6 +125,7 @@ class JointSection:
     sensitivity_batches: int = 4
     rounds: int = 2
     retries: int = 2  # after a rejected round: rounds bisecting between the last accepted and the rejected target
+    qat: bool = False  # fine-tune precision rounds through the fixed-point types (falls back to float if worse)
 
 
 @dataclass

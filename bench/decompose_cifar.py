@@ -38,7 +38,7 @@ from tenfold.train import TrainConfig, evaluate, fit, load_model, recalibrate_ba
 from tenfold.train.augment import frozen_teacher
 
 HEADERS = ["model", "target", "rank choice", "conv params", "ratio", "test pretrained → adapted",
-           "after decomposition → refined",
+           "after decomposition → {start}",
            "after fine-tuning", "drop (pts)", "fine-tune time"]
 
 
@@ -88,6 +88,8 @@ def main() -> None:
     splits = load_cifar10(data, seed=0, max_train=args.max_train, max_test=args.max_test)
     precision = f"fixed<{args.bits},1>"
     records, rows = [], []
+    start = "refined" if args.refine_steps > 0 else "BN recalibrated" if args.bn_batches > 0 else "unchanged"
+    headers = [h.format(start=start) for h in HEADERS]
     for name in args.models:
         if name in checkpoints:
             model = load_model(checkpoints[name])
@@ -177,8 +179,8 @@ def main() -> None:
                                   augment=args.augment,
                                   distill=args.distill,
                                   test=len(splits.test))
-                              + "\n\n" + markdown_table(HEADERS, rows))
-    print(markdown_table(HEADERS, rows))
+                              + "\n\n" + markdown_table(headers, rows))
+    print(markdown_table(headers, rows))
 
 
 NOTE = ("Right after decomposing, {start}. "

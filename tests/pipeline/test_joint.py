@@ -102,12 +102,13 @@ def test_narrower_precision_takes_integer_bits_from_the_weights(setup):
     assert str(with_weight_precision(hls, "fc2", 8, weight * 3).layer("fc2").precision.weight) == "ap_fixed<8,3>"
 
 
-@pytest.mark.parametrize(("threshold", "expected_fractions", "final"), [
-    (0.7, [0.5, 1.0, 0.75, 0.625], 0.625),  # rejected at 1.0, bisection finds 0.625
-    (0.55, [0.5, 1.0, 0.75, 0.625], 0.5),  # every retry rejected: the last accepted round stays
-    (1.0, [0.5, 1.0], 1.0),  # the budget is reached: no retries
+@pytest.mark.parametrize(("threshold", "met", "expected_fractions", "final"), [
+    (0.7, False, [0.5, 1.0, 0.75, 0.625], 0.625),  # rejected at 1.0, bisection finds 0.625
+    (0.55, False, [0.5, 1.0, 0.75, 0.625], 0.5),  # every retry rejected: the last accepted round stays
+    (1.0, True, [0.5, 1.0], 1.0),  # the budget is reached: no retries
+    (1.0, False, [0.5, 1.0, 1.0], 1.0),  # accepted at the target but fine-tuning drifted over: one repair round
 ])
-def test_rounds_bisect_after_a_rejected_round(setup, monkeypatch, threshold, expected_fractions, final):
+def test_rounds_bisect_after_a_rejected_round(setup, monkeypatch, threshold, met, expected_fractions, final):
     """A rejected round is followed by rounds between the last accepted and the rejected target, each from the
     last accepted model; the result is the last accepted model."""
     from types import SimpleNamespace
@@ -127,6 +128,7 @@ def test_rounds_bisect_after_a_rejected_round(setup, monkeypatch, threshold, exp
 
     monkeypatch.setattr(joint, "_one_round", fake_round)
     monkeypatch.setattr(joint, "take_snapshot", lambda *args, **kwargs: kwargs["notes"])
+    monkeypatch.setattr(joint, "_meets_budget", lambda *args: met)
     config = SimpleNamespace(budget="dsp<=0.2x", tolerance=0.01, joint=JointSection(rounds=2, retries=2),
                              decompose=SimpleNamespace(regeneration="stream"))
     ctx = SimpleNamespace(config=config, baseline_cost=cost, input_shape=splits.input_shape, accuracy=accuracy)

@@ -45,12 +45,14 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
     # that bisect between the last accepted and the rejected target (the pruner's schedule), from the last
     # accepted model, instead of giving up at the first failure
     schedule = Schedule("constant", section.rounds, retries=section.retries)
-    while not schedule.finished:
+    state = {"model": model, "hls": hls, "index": 0}
+
+    def attempt(fraction: float, bisecting: bool) -> bool:
         started = time.perf_counter()
-        round_index = schedule.step
-        fraction = schedule.next_fraction()
-        candidate_model, candidate_hls, choice = _one_round(ctx, model, hls, resolved, baseline, fraction,
-                                                            round_index)
+        round_index = state["index"]
+        state["index"] += 1
+        candidate_model, candidate_hls, choice = _one_round(ctx, state["model"], state["hls"], resolved, baseline,
+                                                            fraction, round_index)
         val = ctx.accuracy(candidate_model, candidate_hls)
         accepted = baseline_val - val <= config.tolerance
         snapshots.append(take_snapshot(
@@ -58,12 +60,27 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
             label=f"joint round {round_index + 1} "
             f"({'accepted' if accepted else 'rejected'})", stage="joint-round", val_accuracy=val,
             seconds=time.perf_counter() - started,
-            notes={"accepted": accepted, "target_fraction": fraction, "bisecting": schedule.bisecting,
+            notes={"accepted": accepted, "target_fraction": fraction, "bisecting": bisecting,
                    "actions": {a.layer: a.to_dict() for a in choice}}))
-        schedule.feedback(fraction, accepted)
         if accepted:  # later rounds start from the last model within the tolerance
-            model, hls = candidate_model, candidate_hls
-    return model, hls, snapshots
+            state["model"], state["hls"] = candidate_model, candidate_hls
+        return accepted
+
+    while not schedule.finished:
+        fraction = schedule.next_fraction()
+        schedule.feedback(fraction, attempt(fraction, schedule.bisecting))
+    # fine-tuning moves weight values, and with them the LUT/DSP cost of constant multiplications: a model
+    # accepted at the full target can end just over it, so one more round re-solves from its real costs
+    if schedule.low >= 1.0 and not _meets_budget(ctx, state["model"], state["hls"], resolved):
+        attempt(1.0, False)
+    return state["model"], state["hls"], snapshots
+
+
+def _meets_budget(ctx: RunContext, model: nn.Module, hls, resolved) -> bool:
+    from tenfold.decompose.pricing import estimate_decomposed
+
+    cost = estimate_decomposed(model, ctx.input_shape, hls, mode=ctx.config.decompose.regeneration)
+    return all(_baseline_use(cost, limit) <= capacity + 1e-6 for limit, capacity in resolved)
 
 
 def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fraction: float, round_index: int):

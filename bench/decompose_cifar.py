@@ -30,11 +30,11 @@ from tenfold.decompose import (
     accounting_method,
     decompose_model,
     rank_sensitivity,
-    refine_factors,
     select_ranks,
+    settle_decomposed,
 )
 from tenfold.models import create
-from tenfold.train import TrainConfig, evaluate, fit, load_model, recalibrate_batchnorm
+from tenfold.train import TrainConfig, evaluate, fit, load_model
 from tenfold.train.augment import frozen_teacher
 
 HEADERS = ["model", "target", "rank choice", "conv params", "ratio", "test pretrained → adapted",
@@ -135,12 +135,9 @@ def main() -> None:
                 decomposed, _ = decompose_model(model, plan.ranks, method=args.method, precision=precision,
                                                      layers=list(plan.ranks), skip=(), seed=0)
                 raw = evaluate(decomposed, splits.test).accuracy
-                if value == "error":  # the rank-choice comparison is made on the raw decomposition
-                    pass
-                elif args.refine_steps > 0:
-                    refine_factors(model, decomposed, splits.train, steps=args.refine_steps, lr=3e-3, seed=0)
-                elif args.bn_batches > 0:
-                    recalibrate_batchnorm(decomposed, splits.train, batches=args.bn_batches, seed=0)
+                if value == "loss":  # the rank-choice comparison (value "error") is made on the raw decomposition
+                    settle_decomposed(model, decomposed, splits.train, refine_steps=args.refine_steps,
+                                      bn_batches=args.bn_batches, seed=0)
                 after = evaluate(decomposed, splits.test).accuracy
                 tuned, ft_seconds = None, 0.0
                 if value == "loss" and args.epochs > 0:

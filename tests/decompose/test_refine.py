@@ -58,3 +58,16 @@ def test_bad_arguments_are_clear_errors():
         refine_factors(original, decomposed, images(), steps=0)
     with pytest.raises(ModelError, match="not in the"):
         refine_factors(original, decomposed, images(), layers=["nope"])
+
+
+def test_settle_refines_or_recalibrates_or_leaves_alone():
+    from tenfold.decompose import settle_decomposed
+
+    original = net().eval()
+    decomposed, _ = decompose_model(original, {"3": 2}, method="cp", precision="fixed<8,1>", layers=["3"], skip=())
+    state = {k: v.clone() for k, v in decomposed.state_dict().items()}
+    assert settle_decomposed(original, decomposed, images(), refine_steps=0, bn_batches=0) == "unchanged"
+    assert all(torch.equal(state[k], v) for k, v in decomposed.state_dict().items())
+    assert settle_decomposed(original, decomposed, images(), refine_steps=0, bn_batches=1) == "BN recalibrated"
+    assert not torch.equal(state["1.running_mean"], decomposed.state_dict()["1.running_mean"])
+    assert settle_decomposed(original, decomposed, images(), refine_steps=5) == "refined"

@@ -68,14 +68,14 @@ def run_decompose(args: argparse.Namespace) -> int:
         accounting_method,
         decompose_model,
         rank_sensitivity,
-        refine_factors,
         requantize_,
         select_ranks,
+        settle_decomposed,
     )
     from tenfold.decompose.pricing import estimate_decomposed
     from tenfold.hardware import estimate
     from tenfold.pipeline import prepare_output_dir
-    from tenfold.train import TrainConfig, evaluate, fit, recalibrate_batchnorm, save_checkpoint
+    from tenfold.train import TrainConfig, evaluate, fit, save_checkpoint
     from tenfold.train.augment import frozen_teacher
     from tenfold.train.progress import make_reporter
 
@@ -105,10 +105,8 @@ def run_decompose(args: argparse.Namespace) -> int:
     decomposed, report = decompose_model(model, plan.ranks, method=args.method, precision=f"fixed<{args.bits},1>",
                                          form=args.form, layers=list(plan.ranks), skip=(), seed=args.seed,
                                          n_iter_max=args.n_iter_max)
-    if args.refine_steps > 0:
-        refine_factors(model, decomposed, splits.train, steps=args.refine_steps, lr=3e-3, seed=args.seed)
-    elif args.bn_batches > 0:
-        recalibrate_batchnorm(decomposed, splits.train, batches=args.bn_batches, seed=args.seed)
+    settle_decomposed(model, decomposed, splits.train, refine_steps=args.refine_steps, bn_batches=args.bn_batches,
+                      seed=args.seed)
     after = {"val": evaluate(decomposed, splits.val).accuracy, "test": evaluate(decomposed, splits.test).accuracy}
     tuned = None
     if args.finetune_epochs > 0:

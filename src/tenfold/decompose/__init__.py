@@ -69,7 +69,7 @@ from tenfold.decompose.ranks import (
     select_ranks,
 )
 from tenfold.decompose.recipe import apply_decomposition_recipe_, decomposition_recipe
-from tenfold.decompose.refine import RefineReport, refine_factors
+from tenfold.decompose.refine import RefineReport, refine_factors, settle_decomposed
 from tenfold.decompose.sensitivity import (
     DEFAULT_RATIOS,
     LayerSensitivity,
@@ -159,6 +159,7 @@ __all__ = [
     "requantize_",
     "round_after_als",
     "select_ranks",
+    "settle_decomposed",
     "svd_factors",
     "tucker2",
     "tucker_hooi",

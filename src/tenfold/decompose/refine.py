@@ -22,7 +22,7 @@ from tenfold.decompose.model import requantize_
 from tenfold.errors import ConfigError, ModelError
 from tenfold.train.loop import DataLike, make_loader, model_device
 
-__all__ = ["RefineReport", "refine_factors"]
+__all__ = ["RefineReport", "refine_factors", "settle_decomposed"]
 
 
 @dataclass
@@ -122,3 +122,22 @@ def refine_factors(original: nn.Module, decomposed: nn.Module, data: DataLike, *
         decomposed.train(was_training[1])
     report.seconds = time.perf_counter() - started
     return report
+
+
+def settle_decomposed(original: nn.Module, decomposed: nn.Module, data: DataLike, *, refine_steps: int = 200,
+                      bn_batches: int = 20, seed: int = 0) -> str:
+    """The step between decomposing and fine-tuning, shared by the CLI, `tenfold run` and the benchmarks.
+
+    With `refine_steps` > 0 the factors are refined (`refine_factors`); otherwise, with `bn_batches` > 0, the
+    BatchNorm statistics are re-measured. (Not both: refinement matches the original layers' outputs, which
+    assume the original statistics.) Returns what was done: "refined", "BN recalibrated" or "unchanged".
+    """
+    if refine_steps > 0:
+        refine_factors(original, decomposed, data, steps=refine_steps, lr=3e-3, seed=seed)
+        return "refined"
+    if bn_batches > 0:
+        from tenfold.train.batchnorm import recalibrate_batchnorm
+
+        recalibrate_batchnorm(decomposed, data, batches=bn_batches, seed=seed)
+        return "BN recalibrated"
+    return "unchanged"

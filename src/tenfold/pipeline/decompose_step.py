@@ -17,13 +17,13 @@ def decompose_and_finetune(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.M
         accounting_method,
         decompose_model,
         rank_sensitivity,
-        refine_factors,
         requantize_,
         select_ranks,
+        settle_decomposed,
     )
     from tenfold.errors import ConfigError
     from tenfold.pipeline.stages import with_finetune_seed
-    from tenfold.train import evaluate, fit, recalibrate_batchnorm
+    from tenfold.train import evaluate, fit
 
     section = ctx.config.decompose
     if section.method not in ("cp", "cp3", "tucker2"):
@@ -39,10 +39,8 @@ def decompose_and_finetune(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.M
     decomposed, _ = decompose_model(model, plan.ranks, method=section.method, precision=precision,
                                     form=section.form, layers=list(plan.ranks), skip=(), seed=ctx.seed,
                                     n_iter_max=section.n_iter_max)
-    if section.refine_steps > 0:
-        refine_factors(model, decomposed, ctx.splits.train, steps=section.refine_steps, lr=3e-3, seed=ctx.seed)
-    elif section.bn_recalibration_batches > 0:
-        recalibrate_batchnorm(decomposed, ctx.splits.train, batches=section.bn_recalibration_batches, seed=ctx.seed)
+    settle_decomposed(model, decomposed, ctx.splits.train, refine_steps=section.refine_steps,
+                      bn_batches=section.bn_recalibration_batches, seed=ctx.seed)
     snapshots = [take_snapshot(decomposed, ctx.input_shape, hls, regeneration=section.regeneration,
                                label="decomposed (before fine-tuning)",
                                stage="decompose-step", val_accuracy=evaluate(decomposed, ctx.splits.val).accuracy,

@@ -79,6 +79,11 @@ def run_decompose(args: argparse.Namespace) -> int:
     from tenfold.train.augment import frozen_teacher
     from tenfold.train.progress import make_reporter
 
+    for flag, value in (("--refine-steps", args.refine_steps), ("--bn-batches", args.bn_batches)):
+        if value < 0:
+            from tenfold.errors import ConfigError
+
+            raise ConfigError(f"{flag} must be >= 0 (0 turns it off), got {value}")
     ensure_not_input(args.out, [args.model, args.pretrained, args.data_path], what="--out")
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
     splits = load_data_from_args(args)

@@ -192,6 +192,11 @@ class RunConfig:
             raise ConfigError(f"decompose.regeneration: 'buffer' or 'stream', got {self.decompose.regeneration!r}")
         if self.quantize.method not in ("ptq", "search"):
             raise ConfigError(f"quantize.method: 'ptq' or 'search', got {self.quantize.method!r}")
+        for key, value in (("decompose.refine_steps", self.decompose.refine_steps),
+                           ("decompose.bn_recalibration_batches", self.decompose.bn_recalibration_batches),
+                           ("joint.retries", self.joint.retries)):
+            if value < 0:
+                raise ConfigError(f"{key}: must be >= 0 (0 turns it off), got {value}")
         if self.train is not None and self.train.distill_alpha:
             raise ConfigError("train.distill_alpha: training from scratch has no teacher; distillation from the "
                               "starting model is a fine-tuning option (finetune.distill_alpha)")

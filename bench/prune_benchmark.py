@@ -110,7 +110,7 @@ def main() -> None:
         for mode_name, options, budget, dsp_only_budget in hls_modes():
             hls = uniform_reuse_config(make_config(precision="fixed<16,6>", **options), model, splits.input_shape)
             base_cost = estimate(model, splits.input_shape, hls)
-            results = {}
+            results, step_logs = {}, {}
             for method in ("tenfold", "dap-like"):
                 config = PruneConfig(
                     budget=budget if method == "tenfold" else dsp_only_budget,
@@ -125,6 +125,10 @@ def main() -> None:
                 result = Pruner(config, hls, splits.input_shape).fit(model, splits.train, splits.val, progress=False)
                 results[method] = (result.model, estimate(result.model, splits.input_shape, hls),
                                    time.perf_counter() - start, result.report.met_budget)
+                step_logs[method] = [{"fraction": step.fraction, "accepted": step.accepted, "repair": step.repair,
+                                      "val": step.val_accuracy, "dsp": step.resources["dsp"],
+                                      "bram18": step.resources["bram18"], "sparsity": step.sparsity}
+                                     for step in result.report.steps]
             start = time.perf_counter()
             pruned, cost = unstructured(model, splits, hls, splits.input_shape, sparsity(results["tenfold"][0]),
                                         steps, finetune)
@@ -140,6 +144,7 @@ def main() -> None:
                     "baseline": base_cost.totals, "pruned": cost.totals, "dsp_reduction": dsp_red,
                     "bram18_reduction": bram_red, "sparsity": sparsity(pruned), "seconds": seconds, "met_budget": met,
                     "finetune": dataclasses.asdict(finetune), "tolerance": args.tolerance,
+                    "steps": step_logs.get(method, []),
                 }
                 records.append(record)
                 dsp_text = f"{base_cost.totals['dsp']:,.0f} → {cost.totals['dsp']:,.0f}"

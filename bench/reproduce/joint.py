@@ -47,7 +47,7 @@ def recipes(quick: bool) -> list[tuple[str, dict]]:
         # retries after a rejection
         out.append((label, common | {"methods": ["prune"], "prune": {"steps": 2 if quick else 6}}))
         out.append((label, common | {"strategy": "joint", "methods": ["prune", "quantize"],
-                                     "joint": {"prune_levels": [0.5, 0.75, 0.9, 0.95], "widths": [12, 10, 8],
+                                     "joint": {"prune_levels": [0.2, 0.4, 0.6, 0.8, 0.9], "widths": [12, 10, 8],
                                                "rounds": 2 if quick else 6, "retries": 2}}))
     return out
 
@@ -55,10 +55,17 @@ def recipes(quick: bool) -> list[tuple[str, dict]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few epochs and steps (a smoke run)")
+    parser.add_argument("--cases", nargs="*", default=None, help="substrings of the case names to run")
+    parser.add_argument("--recipes", nargs="*", default=None, choices=["prune", "joint"], help="which recipes")
+    parser.add_argument("--name", default="reproduce_joint", help="results file name under bench/results")
     args = parser.parse_args()
     records, rows = [], []
     with tempfile.TemporaryDirectory(prefix="tenfold-reproduce-") as scratch:
         for index, (label, recipe) in enumerate(recipes(args.quick)):
+            kind = "joint" if recipe.get("strategy") == "joint" else "prune"
+            if (args.cases and not any(part in label for part in args.cases)) or (
+                    args.recipes and kind not in args.recipes):
+                continue
             result = run(run_config_from_dict(recipe), Path(scratch) / str(index), progress=False)
             report = result.report
             name = "joint (prune × precision)" if recipe.get("strategy") == "joint" else "knapsack pruning only"
@@ -73,7 +80,7 @@ def main() -> None:
                          f"{100 * base.test_accuracy:.2f}% → {100 * final.test_accuracy:.2f}%",
                          f"{report.seconds:.0f}s"])
             print(rows[-1], flush=True)
-            write_results("reproduce_joint", {"quick": args.quick, "records": records},
+            write_results(args.name, {"args": vars(args), "quick": args.quick, "records": records},
                           "# Joint pipeline vs pruning alone\n\n" + (__doc__ or "").split("\n\n")[1] + "\n\n"
                           + markdown_table(HEADERS, rows))
     print(markdown_table(HEADERS, rows))

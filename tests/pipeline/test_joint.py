@@ -8,7 +8,7 @@ import torch
 
 from tenfold.errors import ConfigError
 from tenfold.hardware import estimate, make_config
-from tenfold.pipeline.candidates import LossProbe, build_candidates, pattern_prune_mask, with_weight_precision
+from tenfold.pipeline.candidates import LossProbe, build_candidates, pattern_prune_masks, with_weight_precision
 from tenfold.pipeline.joint import solve_actions
 from tenfold.prune import Budget
 
@@ -46,10 +46,11 @@ def test_every_layer_has_keep_and_cheaper_options(setup):
         assert kinds[0] == "keep" and {"prune", "precision", "prune+precision"} <= set(kinds)
         keep = actions[0]
         assert keep.cost["dsp"] == pytest.approx(cost.layer(layer).dsp)
-        heavy = next(a for a in actions if a.kind == "prune" and a.prune_level == 0.9)
-        assert heavy.cost["dsp"] < keep.cost["dsp"]
-        assert heavy.loss_increase > next(a for a in actions if a.kind == "prune" and a.prune_level == 0.5
-                                          ).loss_increase - 1e-3
+        prunes = sorted((a for a in actions if a.kind == "prune"), key=lambda a: a.prune_level)
+        light, heavy = prunes[0], prunes[-1]
+        assert light.prune_level == pytest.approx(0.5, abs=0.02) and heavy.prune_level == pytest.approx(0.9, abs=0.02)
+        assert heavy.cost["dsp"] < light.cost["dsp"] < keep.cost["dsp"]
+        assert heavy.loss_increase > light.loss_increase - 1e-3
 
 
 def test_solution_takes_one_action_per_layer_within_budget(setup):
@@ -81,10 +82,43 @@ def test_impossible_budget_is_a_clear_error(setup):
 
 def test_prune_mask_removes_requested_share_of_patterns(setup):
     splits, model, hls, _, _, _ = setup
-    mask = pattern_prune_mask(model, splits.input_shape, hls, "fc1", 0.75)
+    share, mask = pattern_prune_masks(model, splits.input_shape, hls, "fc1", [0.75])[0.75]
     assert mask.shape == model.fc1.weight.shape
+    assert share == pytest.approx(0.75, abs=0.01)
     assert 0.70 <= 1 - mask.mean().item() <= 0.80
     assert set(np.unique(mask.numpy())) <= {0.0, 1.0}
+
+
+def test_prune_levels_are_shares_of_the_remaining_patterns(setup):
+    """On a layer already half pruned, level 0.5 removes half of what is left (75% in all) and keeps every
+    pattern that was pruned before pruned."""
+    import copy
+
+    from tenfold.prune import apply_masks
+
+    splits, model, hls, _, _, _ = setup
+    half = pattern_prune_masks(model, splits.input_shape, hls, "fc1", [0.5])[0.5][1]
+    pruned = copy.deepcopy(model)
+    apply_masks(pruned, {"fc1": half})
+    share, mask = pattern_prune_masks(pruned, splits.input_shape, hls, "fc1", [0.5])[0.5]
+    assert share == pytest.approx(0.75, abs=0.01)
+    assert torch.all(mask <= half)  # nothing comes back
+    # a level that would remove nothing new is not offered, and a layer always keeps a pattern
+    tiny = pattern_prune_masks(pruned, splits.input_shape, hls, "fc1", [1e-6, 0.999999])
+    assert 1e-6 not in tiny
+    assert tiny[0.999999][1].sum() > 0
+
+
+def test_prune_candidates_follow_the_given_saliency(setup):
+    """With a saliency, the patterns it rates lowest go first, whatever their magnitude."""
+    splits, model, hls, _, _, _ = setup
+    saliency = {"fc1": torch.arange(model.fc1.weight.numel(), dtype=torch.float32).reshape(model.fc1.weight.shape)}
+    by_saliency = pattern_prune_masks(model, splits.input_shape, hls, "fc1", [0.5], saliency)[0.5][1]
+    by_magnitude = pattern_prune_masks(model, splits.input_shape, hls, "fc1", [0.5])[0.5][1]
+    assert not torch.equal(by_saliency, by_magnitude)
+    kept = saliency["fc1"][by_saliency.bool()]
+    dropped = saliency["fc1"][~by_saliency.bool()]
+    assert kept.mean() > dropped.mean()
 
 
 def test_narrower_precision_keeps_integer_bits(setup):

@@ -33,6 +33,8 @@ def test_minimal_recipe_gets_defaults():
     (BASE | {"decompose": {"bits": 1}}, r"decompose\.bits"),
     (BASE | {"decompose": {"refine_steps": -1}}, r"decompose\.refine_steps: must be >= 0"),
     (BASE | {"joint": {"retries": -2}}, r"joint\.retries: must be >= 0"),
+    (BASE | {"joint": {"prune_levels": [0.5, 1.0]}}, r"joint\.prune_levels: .* got 1\.0"),
+    (BASE | {"joint": {"importance": "random"}}, r"joint\.importance: one of"),
     (BASE | {"train": {"distill_alpha": 0.5}}, r"train\.distill_alpha: training from scratch has no teacher"),
     (BASE | {"finetune": {"augment": "mixup"}}, r"finetune: augment must be one of"),
     (BASE | {"finetune": {"distill_alpha": 2.0}}, r"finetune: distill_alpha must be in \[0, 1\]"),

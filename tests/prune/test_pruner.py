@@ -91,3 +91,35 @@ def test_rejected_steps_keep_the_best_accepted_model(trained):
     report = result.report
     assert any(not step.accepted for step in report.steps)
     assert report.final_accuracy >= report.baseline_accuracy  # tolerance 0: only lossless steps survive
+
+
+@pytest.mark.parametrize("repair", [True, False])
+def test_a_full_budget_model_over_budget_after_fine_tuning_gets_one_repair_step(trained, tmp_path, monkeypatch, repair):
+    """Fine-tuning can move an accepted full-budget model back over the budget (Latency: which multiplications
+    need a DSP depends on the weights); the pruner then takes one more step at the full budget, once, and a
+    resumed run does not take it again."""
+    model, splits = trained
+    config = PruneConfig(budget="dsp<=0.5x", structure="pattern", steps=2, tolerance=0.1, repair=repair,
+                         finetune=TrainConfig(epochs=1, lr=1e-3))
+    real = Pruner._meets_budget
+    calls = {"n": 0}
+
+    def drifted_once(self, *args, **kwargs):  # the first check after the schedule sees a drifted model
+        calls["n"] += 1
+        return False if calls["n"] == 1 else real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pruner, "_meets_budget", drifted_once)
+    result = Pruner(config, resource_config(), (64,)).fit(model, splits.train, splits.val, checkpoint_dir=tmp_path,
+                                                         progress=False)
+    steps = result.report.steps
+    if not repair:
+        assert len(steps) == 2 and not any(step.repair for step in steps)
+        return
+    assert len(steps) == 3 and steps[-1].repair and steps[-1].fraction == 1.0
+    assert [step.repair for step in steps[:2]] == [False, False]
+    calls["n"] = 0
+    resumed = Pruner(config, resource_config(), (64,)).fit(model, splits.train, splits.val, checkpoint_dir=tmp_path,
+                                                          resume=True, progress=False)
+    assert len(resumed.report.steps) == 3
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key

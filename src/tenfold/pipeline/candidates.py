@@ -122,26 +122,46 @@ def with_weight_precision(hls, layer: str, width: int, weight: torch.Tensor | No
     return hls.with_layer(layer, precision=precision)
 
 
-def pattern_prune_mask(model: nn.Module, input_shape, hls, layer: str, level: float) -> torch.Tensor | None:
-    """Mask removing the `level` share of the layer's DSP patterns with the smallest L1 weight."""
+def pattern_prune_masks(model: nn.Module, input_shape, hls, layer: str, levels: list[float],
+                        saliency: dict[str, torch.Tensor] | None = None) -> dict[float, tuple[float, torch.Tensor]]:
+    """For each level, a mask removing that share of the layer's *remaining* DSP patterns, least important first.
+
+    Levels are relative to what is still alive, so each round offers finer steps than the last (0.5 on a layer
+    already half pruned takes it to 75%): absolute levels gave one-shot jumps too coarse for small conv layers.
+    A pattern's importance is its summed saliency when `saliency` has the layer (the pruner's Taylor
+    |w·dL/dw|), else its L1 norm. Returns level -> (share of all the layer's patterns removed, mask); levels that
+    would remove nothing new are left out, and a layer always keeps one pattern.
+    """
     from tenfold.prune import build_structures
 
     structures = build_structures(model, input_shape, hls, "pattern", layers=[layer])
     if not structures.layers:
-        return None
+        return {}
     info = structures.layers[0]
-    weight = effective_weight(model.get_submodule(layer)).flatten().abs().double().numpy()
+    weight = effective_weight(model.get_submodule(layer)).flatten().double()
+    score = saliency[layer] if saliency is not None and layer in saliency else weight.abs()
+    score = score.detach().flatten().double().numpy()
     groups = info.group_of_weight
     valid = groups >= 0
-    value = np.bincount(groups[valid], weights=weight[valid], minlength=info.n_groups)
-    drop = round(level * info.n_groups)
-    keep = np.ones(info.n_groups, dtype=bool)
-    if drop >= info.n_groups:
-        drop = info.n_groups - 1  # a layer keeps at least one pattern
-    keep[np.argsort(value, kind="stable")[:drop]] = False
-    mask = np.ones(len(groups))
-    mask[valid] = keep[groups[valid]]
-    return torch.from_numpy(mask).to(torch.float32).reshape(info.weight_shape)
+    n_groups = info.n_groups
+    value = np.bincount(groups[valid], weights=score[valid], minlength=n_groups)
+    alive = np.bincount(groups[valid], weights=(weight.numpy()[valid] != 0).astype(float), minlength=n_groups) > 0
+    n_alive = int(alive.sum())
+    order = np.lexsort((value, alive))  # dead patterns first, then the alive ones from the least important
+    out: dict[float, tuple[float, torch.Tensor]] = {}
+    seen: set[int] = set()
+    for level in levels:
+        drop_alive = min(round(level * n_alive), n_alive - 1)
+        if drop_alive <= 0 or drop_alive in seen:
+            continue
+        seen.add(drop_alive)
+        drop = n_groups - n_alive + drop_alive
+        keep = np.ones(n_groups, dtype=bool)
+        keep[order[:drop]] = False
+        mask = np.ones(len(groups))
+        mask[valid] = keep[groups[valid]]
+        out[level] = (drop / n_groups, torch.from_numpy(mask).to(torch.float32).reshape(info.weight_shape))
+    return out
 
 
 def layer_cost(pricer, layer: str, weight: torch.Tensor | None = None, hls=None) -> dict[str, float]:
@@ -157,12 +177,13 @@ def quantized_weight(weight: torch.Tensor, hls, layer: str) -> torch.Tensor:
 
 def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], probe: LossProbe, *,
                      prune_levels: list[float], widths: list[int], rank_ratios: list[float], bits: int,
-                     regeneration: str = "buffer", progress: Callable[[int, int, str], None] | None = None
-                     ) -> dict[str, list[Action]]:
+                     regeneration: str = "buffer", progress: Callable[[int, int, str], None] | None = None,
+                     saliency: dict[str, torch.Tensor] | None = None) -> dict[str, list[Action]]:
     """Every candidate action of every layer, priced and valued (the model is restored after each probe).
 
     The model is traced once; each candidate re-prices only its own layer (`LayerPricer`), so building the
-    candidates costs one loss probe per action, not one whole-model estimate per action.
+    candidates costs one loss probe per action, not one whole-model estimate per action. `prune_levels` are
+    shares of each layer's remaining patterns (`pattern_prune_masks`), ranked by `saliency` when given.
     """
     from tenfold.hardware import LayerPricer
 
@@ -182,31 +203,35 @@ def build_candidates(model: nn.Module, input_shape, hls, layers: list[str], prob
         weight = effective_weight(module)
         actions = [Action(layer=name, kind="keep", cost=layer_cost(pricer, name))]
         tick(f"{name}: keep")
-        masks = {level: pattern_prune_mask(model, input_shape, hls, name, level) for level in prune_levels}
-        for level, mask in masks.items():
-            if mask is not None:
+        masks = pattern_prune_masks(model, input_shape, hls, name, prune_levels, saliency) if prune_levels else {}
+        for level in prune_levels:
+            if level in masks:
+                share, mask = masks[level]
                 actions.append(_probe(pricer, module, probe, weight * mask, hls, name,
-                                      Action(layer=name, kind="prune", prune_level=level, mask=mask)))
+                                      Action(layer=name, kind="prune", prune_level=share, mask=mask)))
             tick(f"{name}: prune {level:.2f}")
         for width in widths:
             narrow = with_weight_precision(hls, name, width, weight)
             if str(narrow.layer(name).precision.weight) == str(hls.layer(name).precision.weight):
-                tick(f"{name}: {width} bits")
+                for label in [f"{width} bits", *(f"prune {level:.2f} at {width} bits" for level in prune_levels)]:
+                    tick(f"{name}: {label}")
                 continue
             actions.append(_probe(pricer, module, probe, quantized_weight(weight, narrow, name), narrow,
                                   name, Action(layer=name, kind="precision", width=width)))
             tick(f"{name}: {width} bits")
-            for level, mask in masks.items():
-                if mask is not None:
+            for level in prune_levels:
+                if level in masks:
+                    share, mask = masks[level]
                     actions.append(_probe(pricer, module, probe, quantized_weight(weight * mask, narrow, name),
                                           narrow, name,
-                                          Action(layer=name, kind="prune+precision", prune_level=level, width=width,
+                                          Action(layer=name, kind="prune+precision", prune_level=share, width=width,
                                                  mask=mask)))
                 tick(f"{name}: prune {level:.2f} at {width} bits")
-        for ratio in rank_ratios if not hasattr(module, "weight_mask") else []:  # factors would lose the zeros
-            action = _decompose_candidate(pricer, module, probe, weight, hls, name, ratio, bits, regeneration)
-            if action is not None:
-                actions.append(action)
+        for ratio in rank_ratios:
+            if not hasattr(module, "weight_mask"):  # a pruned layer is not decomposed: factors would lose the zeros
+                action = _decompose_candidate(pricer, module, probe, weight, hls, name, ratio, bits, regeneration)
+                if action is not None:
+                    actions.append(action)
             tick(f"{name}: rank ratio {ratio}")
         out[name] = actions
     return out

@@ -87,6 +87,8 @@ class PruneSection:
     importance: str = "taylor"
     schedule: str = "polynomial"
     steps: int = 4
+    retries: int = 2  # after a rejected step: steps bisecting between the last accepted and the rejected fraction
+    repair: bool = True  # one more step at the full budget when fine-tuning left the accepted model over it
     regularization: float = 0.0
     solver: str = "auto"
 
@@ -119,7 +121,9 @@ class QuantizeSection:
 class JointSection:
     """Per-layer candidate actions for the joint multiple-choice knapsack."""
 
-    prune_levels: list[float] = field(default_factory=lambda: [0.5, 0.75, 0.9, 0.95])
+    # shares of each layer's *remaining* DSP patterns a prune candidate removes (finer steps every round)
+    prune_levels: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8, 0.9])
+    importance: str = "taylor"  # how patterns are ranked within a layer: l1 | l2 | taylor | fisher
     ranks: list[float] = field(default_factory=lambda: [0.25, 0.1, 0.05])
     widths: list[int] = field(default_factory=lambda: [12, 10, 8])
     sensitivity_batches: int = 4
@@ -194,9 +198,17 @@ class RunConfig:
             raise ConfigError(f"quantize.method: 'ptq' or 'search', got {self.quantize.method!r}")
         for key, value in (("decompose.refine_steps", self.decompose.refine_steps),
                            ("decompose.bn_recalibration_batches", self.decompose.bn_recalibration_batches),
-                           ("joint.retries", self.joint.retries)):
+                           ("joint.retries", self.joint.retries), ("prune.retries", self.prune.retries)):
             if value < 0:
                 raise ConfigError(f"{key}: must be >= 0 (0 turns it off), got {value}")
+        bad_levels = [level for level in self.joint.prune_levels if not 0 < level < 1]
+        if bad_levels:
+            raise ConfigError(f"joint.prune_levels: each is a share of a layer's remaining patterns in (0, 1), "
+                              f"got {bad_levels[0]}")
+        from tenfold.prune.importance import METHODS as IMPORTANCE
+
+        if self.joint.importance not in IMPORTANCE:
+            raise ConfigError(f"joint.importance: one of {', '.join(IMPORTANCE)}, got {self.joint.importance!r}")
         if self.train is not None and self.train.distill_alpha:
             raise ConfigError("train.distill_alpha: training from scratch has no teacher; distillation from the "
                               "starting model is a fine-tuning option (finetune.distill_alpha)")

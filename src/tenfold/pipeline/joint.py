@@ -91,9 +91,16 @@ def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fract
     layers = [layer.name for layer in current.layers if layer.n_weights and _plain_layer(model, layer.name)]
     probe = LossProbe(model, ctx.splits.train, section.sensitivity_batches, seed=ctx.seed + round_index)
     decompose = "decompose" in ctx.config.methods
+    prune = "prune" in ctx.config.methods
+    saliency = None
+    if prune:  # rank each layer's patterns as the pruner does, by what removing them costs the loss
+        from tenfold.prune import weight_saliency
+
+        saliency = weight_saliency(model, layers, section.importance, ctx.splits.train,
+                                   batches=section.sensitivity_batches, seed=ctx.seed + round_index)
     candidates = build_candidates(
-        model, ctx.input_shape, hls, layers, probe,
-        prune_levels=section.prune_levels if "prune" in ctx.config.methods else [],
+        model, ctx.input_shape, hls, layers, probe, saliency=saliency,
+        prune_levels=section.prune_levels if prune else [],
         widths=section.widths if "quantize" in ctx.config.methods else [],
         rank_ratios=section.ranks if decompose else [], bits=ctx.config.decompose.bits,
         regeneration=ctx.config.decompose.regeneration,

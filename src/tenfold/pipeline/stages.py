@@ -24,7 +24,8 @@ def prune_stage(ctx: RunContext, model: nn.Module, hls) -> StageResult:
     section = ctx.config.prune
     config = PruneConfig(
         budget=section.budget or ctx.config.budget, structure=section.structure, importance=section.importance,
-        schedule=section.schedule, steps=section.steps, tolerance=ctx.config.tolerance,
+        schedule=section.schedule, steps=section.steps, retries=section.retries, repair=section.repair,
+        tolerance=ctx.config.tolerance,
         regularization=section.regularization, solver=section.solver, seed=ctx.seed,
         finetune=ctx.finetune_config())
     result = Pruner(config, hls, ctx.input_shape).fit(model, ctx.splits.train, ctx.splits.val,
@@ -41,7 +42,7 @@ def _step_snapshot(step, hls) -> Snapshot:
                             precision=str(hls.layer(name).precision.weight), reuse_factor=hls.layer(name).reuse_factor)
               for name, v in step.per_layer.items()]
     totals = {key: step.resources[key] for key in ("dsp", "bram18", "lut", "ff")}
-    status = "accepted" if step.accepted else "rejected"
+    status = ("accepted" if step.accepted else "rejected") + (", repair step" if step.repair else "")
     return Snapshot(label=f"prune step {step.step + 1} ({status})", stage="prune-step",
                     val_accuracy=step.val_accuracy, test_accuracy=None, totals=totals, latency_cycles=0,
                     parameters=sum(layer.weights for layer in layers),

@@ -66,6 +66,7 @@ class PruneConfig:
     importance_batches: int = 8
     layers: list[str] | None = None
     seed: int = 0
+    repair: bool = True  # one more step at the full budget when fine-tuning left the accepted model over it
     uniform_costs: bool = False  # benchmarks only: price every structure equally, as hls4ml's DAP does
 
     def __post_init__(self) -> None:
@@ -98,6 +99,7 @@ class StepRecord:
     optimal: bool
     solve_seconds: float
     seconds: float
+    repair: bool = False  # the extra step taken when fine-tuning left an accepted full-budget model over budget
 
 
 @dataclass
@@ -220,22 +222,36 @@ class Pruner:
                 skipped_layers=dict(structures0.skipped),
             )
         task = reporter.add_task("pruning steps", total=schedule.total_steps, completed=schedule.step)
+
+        def take_step(fraction: float, repair: bool = False) -> bool:
+            nonlocal accepted_state
+            record = self._step(model, schedule.step, fraction, resolved, baseline_cost, baseline_state,
+                                train_data, val_data, reporter)
+            record.repair = repair
+            record.accepted = record.val_accuracy >= baseline_accuracy - cfg.tolerance
+            if record.accepted:
+                accepted_state = copy.deepcopy(model.state_dict())
+            else:
+                model.load_state_dict(accepted_state)
+            report.steps.append(record)
+            if not repair:
+                schedule.feedback(fraction, record.accepted)
+            reporter.advance(task)
+            reporter.log(self._step_line(record, baseline_accuracy))
+            if state_path is not None:
+                self._save_state(state_path, model, accepted_state, schedule, report)
+            return record.accepted
+
         try:
             while not schedule.finished:
-                fraction = schedule.next_fraction()
-                record = self._step(model, schedule.step, fraction, resolved, baseline_cost, baseline_state,
-                                    train_data, val_data, reporter)
-                record.accepted = record.val_accuracy >= baseline_accuracy - cfg.tolerance
-                if record.accepted:
-                    accepted_state = copy.deepcopy(model.state_dict())
-                else:
-                    model.load_state_dict(accepted_state)
-                report.steps.append(record)
-                schedule.feedback(fraction, record.accepted)
-                reporter.advance(task)
-                reporter.log(self._step_line(record, baseline_accuracy))
-                if state_path is not None:
-                    self._save_state(state_path, model, accepted_state, schedule, report)
+                take_step(schedule.next_fraction())
+            # fine-tuning moves weights, and under the Latency strategy with them which multiplications need a
+            # DSP, so a model accepted at the full budget can end just over it: one repair step re-solves the
+            # knapsack from its real costs (skipped on resume when it was already taken)
+            if cfg.repair and schedule.low >= 1.0 and not any(step.repair for step in report.steps):
+                model.load_state_dict(accepted_state)
+                if not self._meets_budget(model, resolved):
+                    take_step(1.0, repair=True)
         finally:
             reporter.close()
         model.load_state_dict(accepted_state)
@@ -243,9 +259,13 @@ class Pruner:
         report.final_accuracy = evaluate(model, val_data).accuracy
         report.final_resources = _resources(final_cost)
         report.final_per_layer = _per_layer(final_cost)
-        report.met_budget = all(_layer_use(final_cost, limit) <= capacity + 1e-6 for limit, capacity in resolved)
+        report.met_budget = self._meets_budget(model, resolved, final_cost)
         report.seconds = time.perf_counter() - started
         return PruneResult(model=model, report=report)
+
+    def _meets_budget(self, model: nn.Module, resolved, cost: ModelCost | None = None) -> bool:
+        cost = cost or estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
+        return all(_layer_use(cost, limit) <= capacity + 1e-6 for limit, capacity in resolved)
 
     # ------------------------------------------------------------------ one step
     def _step(self, model, step, fraction, resolved, baseline_cost, baseline_state, train_data, val_data, reporter):
@@ -390,6 +410,8 @@ class Pruner:
 
     def _step_line(self, record: StepRecord, baseline: float) -> str:
         status = "[green]accepted[/green]" if record.accepted else "[red]rejected[/red]"
+        if record.repair:
+            status += " (repair step)"
         resources = ", ".join(f"{k} {v:,.0f}" for k, v in record.resources.items() if k in {"dsp", "bram18"})
         return (f"step {record.step + 1}: {status} val acc {100 * record.val_accuracy:.2f}% "
                 f"(baseline {100 * baseline:.2f}%), {resources}, sparsity {100 * record.sparsity:.1f}%")

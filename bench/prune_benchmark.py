@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="fine-tuning learning rate (Adam, cosine)")
     parser.add_argument("--distill", type=float, default=0.5,
                         help="distillation weight from the unpruned model during fine-tuning (0 = off)")
+    parser.add_argument("--recovery-epochs", type=int, default=0,
+                        help="extra fine-tuning epochs for a step that misses the tolerance (every method)")
     parser.add_argument("--tolerance", type=float, default=0.008, help="accepted validation accuracy drop")
     parser.add_argument("--mnist-val-fraction", type=float, default=0.2)
     parser.add_argument("--cases", nargs="*", default=None, help="substrings of the case names to run")
@@ -118,7 +120,7 @@ def main() -> None:
                     finetune=finetune,
                     importance="taylor" if method == "tenfold" else "l1",
                     normalize="auto" if method == "tenfold" else "none",
-                    uniform_costs=method == "dap-like", seed=0,
+                    uniform_costs=method == "dap-like", seed=0, recovery_epochs=args.recovery_epochs,
                     solver="auto" if method == "tenfold" else "greedy",  # equal costs: DAP's knapsack is a sort
                 )
                 start = time.perf_counter()
@@ -126,7 +128,8 @@ def main() -> None:
                 results[method] = (result.model, estimate(result.model, splits.input_shape, hls),
                                    time.perf_counter() - start, result.report.met_budget)
                 step_logs[method] = [{"fraction": step.fraction, "accepted": step.accepted, "repair": step.repair,
-                                      "val": step.val_accuracy, "dsp": step.resources["dsp"],
+                                      "recovered": step.recovered, "val": step.val_accuracy,
+                                      "dsp": step.resources["dsp"],
                                       "bram18": step.resources["bram18"], "sparsity": step.sparsity}
                                      for step in result.report.steps]
             start = time.perf_counter()

@@ -123,3 +123,29 @@ def test_a_full_budget_model_over_budget_after_fine_tuning_gets_one_repair_step(
     assert len(resumed.report.steps) == 3
     for key, value in result.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_a_step_below_the_tolerance_gets_recovery_fine_tuning_before_it_is_judged(trained, monkeypatch):
+    """With recovery_epochs, a step that misses the tolerance is fine-tuned once more (for that many epochs) and
+    judged on the accuracy after it; steps within the tolerance are not."""
+    from tenfold.prune import pruner as pruner_module
+
+    model, splits = trained
+    calls: list[int] = []
+    real_fit = pruner_module.fit
+
+    def counting_fit(model, train, val, config, **kwargs):
+        calls.append(config.epochs)
+        return real_fit(model, train, val, config, **kwargs)
+
+    monkeypatch.setattr(pruner_module, "fit", counting_fit)
+    config = PruneConfig(budget="dsp<=0.1x", structure="pattern", steps=2, retries=1, tolerance=0.0,
+                         recovery_epochs=2, finetune=TrainConfig(epochs=1, lr=1e-3))
+    report = Pruner(config, resource_config(), (64,)).fit(model, splits.train, splits.val, progress=False).report
+    recovered = [step for step in report.steps if step.recovered]
+    assert recovered, "a 90% DSP cut at tolerance 0 should miss after one epoch"
+    assert calls.count(2) == len(recovered) and calls.count(1) == len(report.steps)
+    for step in report.steps:
+        assert step.accepted == (step.val_accuracy >= report.baseline_accuracy)
+    with pytest.raises(Exception, match="recovery_epochs must be >= 0"):
+        PruneConfig(recovery_epochs=-1)

@@ -39,6 +39,12 @@ def add_prune_parser(subparsers) -> None:
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--regularization", type=float, default=0.0, help="group-lasso strength on the structures")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="after a rejected step, steps bisecting towards it (default 2)")
+    parser.add_argument("--recovery-epochs", type=int, default=0,
+                        help="extra fine-tuning epochs for a step that misses the tolerance, before rejecting it")
+    parser.add_argument("--no-repair", action="store_true",
+                        help="no extra step when fine-tuning left the final model over the budget")
     parser.add_argument("--rewind", action="store_true", help="rewind surviving weights to the unpruned values")
     parser.add_argument("--solver", default="auto", choices=["auto", "exact", "greedy", "lagrangian"])
     add_hardware_arguments(parser)
@@ -58,7 +64,8 @@ def run_prune(args: argparse.Namespace) -> int:
     ensure_not_input(args.out, [args.model, args.pretrained, args.data_path], what="--out")
     prune_config = PruneConfig(
         budget=args.budget, structure=args.structure, importance=args.importance, schedule=args.schedule,
-        steps=args.steps, tolerance=args.tolerance, regularization=args.regularization, rewind=args.rewind,
+        steps=args.steps, retries=args.retries, recovery_epochs=args.recovery_epochs, repair=not args.no_repair,
+        tolerance=args.tolerance, regularization=args.regularization, rewind=args.rewind,
         solver=args.solver, seed=args.seed,
         finetune=TrainConfig(epochs=args.finetune_epochs, lr=args.lr, seed=args.seed),
     )
@@ -98,7 +105,8 @@ def _markdown(report, test_accuracy: float) -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     for s in report.steps:
         gap = "n/a" if s.gap is None else f"{100 * s.gap:.2f}%"
-        lines.append(f"| {s.step + 1} | {s.fraction:.2f} | {s.accepted} | {100 * s.val_accuracy:.2f}% | "
+        accepted = str(s.accepted) + (" (repair)" if s.repair else "") + (" (recovered)" if s.recovered else "")
+        lines.append(f"| {s.step + 1} | {s.fraction:.2f} | {accepted} | {100 * s.val_accuracy:.2f}% | "
                      f"{s.resources['dsp']:,.0f} | {s.resources['bram18']:,.0f} | {100 * s.sparsity:.1f}% | "
                      f"{s.solver} | {gap} |")
     return "\n".join(lines) + "\n"

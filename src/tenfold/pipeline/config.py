@@ -89,6 +89,7 @@ class PruneSection:
     steps: int = 4
     retries: int = 2  # after a rejected step: steps bisecting between the last accepted and the rejected fraction
     repair: bool = True  # one more step at the full budget when fine-tuning left the accepted model over it
+    recovery_epochs: int = 0  # extra fine-tuning for a step that ends below the tolerance, before rejecting it
     regularization: float = 0.0
     solver: str = "auto"
 
@@ -198,7 +199,8 @@ class RunConfig:
             raise ConfigError(f"quantize.method: 'ptq' or 'search', got {self.quantize.method!r}")
         for key, value in (("decompose.refine_steps", self.decompose.refine_steps),
                            ("decompose.bn_recalibration_batches", self.decompose.bn_recalibration_batches),
-                           ("joint.retries", self.joint.retries), ("prune.retries", self.prune.retries)):
+                           ("joint.retries", self.joint.retries), ("prune.retries", self.prune.retries),
+                           ("prune.recovery_epochs", self.prune.recovery_epochs)):
             if value < 0:
                 raise ConfigError(f"{key}: must be >= 0 (0 turns it off), got {value}")
         bad_levels = [level for level in self.joint.prune_levels if not 0 < level < 1]

@@ -25,6 +25,7 @@ def prune_stage(ctx: RunContext, model: nn.Module, hls) -> StageResult:
     config = PruneConfig(
         budget=section.budget or ctx.config.budget, structure=section.structure, importance=section.importance,
         schedule=section.schedule, steps=section.steps, retries=section.retries, repair=section.repair,
+        recovery_epochs=section.recovery_epochs,
         tolerance=ctx.config.tolerance,
         regularization=section.regularization, solver=section.solver, seed=ctx.seed,
         finetune=ctx.finetune_config())
@@ -42,7 +43,8 @@ def _step_snapshot(step, hls) -> Snapshot:
                             precision=str(hls.layer(name).precision.weight), reuse_factor=hls.layer(name).reuse_factor)
               for name, v in step.per_layer.items()]
     totals = {key: step.resources[key] for key in ("dsp", "bram18", "lut", "ff")}
-    status = ("accepted" if step.accepted else "rejected") + (", repair step" if step.repair else "")
+    status = ("accepted" if step.accepted else "rejected") + (", repair step" if step.repair else "") + (
+        ", after recovery fine-tuning" if step.recovered else "")
     return Snapshot(label=f"prune step {step.step + 1} ({status})", stage="prune-step",
                     val_accuracy=step.val_accuracy, test_accuracy=None, totals=totals, latency_cycles=0,
                     parameters=sum(layer.weights for layer in layers),

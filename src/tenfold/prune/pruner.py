@@ -67,6 +67,7 @@ class PruneConfig:
     layers: list[str] | None = None
     seed: int = 0
     repair: bool = True  # one more step at the full budget when fine-tuning left the accepted model over it
+    recovery_epochs: int = 0  # extra fine-tuning for a step that ends below the tolerance, before rejecting it
     uniform_costs: bool = False  # benchmarks only: price every structure equally, as hls4ml's DAP does
 
     def __post_init__(self) -> None:
@@ -74,6 +75,8 @@ class PruneConfig:
             raise ConfigError(f"tolerance is an absolute accuracy drop in [0, 1), got {self.tolerance}")
         if self.regularization < 0:
             raise ConfigError(f"regularization must be >= 0, got {self.regularization}")
+        if self.recovery_epochs < 0:
+            raise ConfigError(f"recovery_epochs must be >= 0 (0 turns recovery off), got {self.recovery_epochs}")
         if isinstance(self.finetune, dict):
             self.finetune = TrainConfig.from_dict(self.finetune)
         Budget.parse(self.budget)
@@ -100,6 +103,7 @@ class StepRecord:
     solve_seconds: float
     seconds: float
     repair: bool = False  # the extra step taken when fine-tuning left an accepted full-budget model over budget
+    recovered: bool = False  # the step missed the tolerance and was given `recovery_epochs` more fine-tuning
 
 
 @dataclass
@@ -228,6 +232,8 @@ class Pruner:
             record = self._step(model, schedule.step, fraction, resolved, baseline_cost, baseline_state,
                                 train_data, val_data, reporter)
             record.repair = repair
+            if record.val_accuracy < baseline_accuracy - cfg.tolerance and cfg.recovery_epochs > 0:
+                self._recover(model, record, train_data, val_data, reporter)
             record.accepted = record.val_accuracy >= baseline_accuracy - cfg.tolerance
             if record.accepted:
                 accepted_state = copy.deepcopy(model.state_dict())
@@ -323,6 +329,31 @@ class Pruner:
             seconds=time.perf_counter() - started,
         )
 
+    def _recover(self, model: nn.Module, record: StepRecord, train_data, val_data, reporter) -> None:
+        """More fine-tuning for a step that missed the tolerance: one fine-tuning run is a noisy judge of
+        whether the pruned model *can* recover, and a near miss is often within reach of a few more epochs."""
+        cfg = self.config
+        started = time.perf_counter()
+        callbacks = [MaskedFinetune(model)]
+        if cfg.regularization > 0:
+            structures = build_structures(model, self.input_shape, self.hls, cfg.structure,
+                                          cost_model=self.cost_model, layers=cfg.layers)
+            groups = {layer.name: torch.from_numpy(layer.group_of_weight) for layer in structures.layers}
+            callbacks.append(GroupLasso(model, groups, cfg.regularization))
+        finetune = dataclasses.replace(cfg.finetune, epochs=cfg.recovery_epochs,
+                                       seed=cfg.finetune.seed + cfg.seed + 10_000 + record.step)
+        trained = fit(model, train_data, val_data, finetune, callbacks=callbacks, progress=reporter,
+                      teacher=self._teacher)
+        if trained.interrupted:
+            raise KeyboardInterrupt
+        cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
+        record.recovered = True
+        record.val_accuracy = evaluate(model, val_data).accuracy
+        record.resources = _resources(cost)
+        record.per_layer = _per_layer(cost)
+        record.sparsity = sparsity(model)
+        record.seconds += time.perf_counter() - started
+
     def _solve(self, structures: StructureSet, values, resolved, targets, shrink: float, step: int):
         """Solve the step's knapsack; every layer keeps one structure (its most valuable, else its cheapest)."""
         from tenfold.knapsack import InfeasibleBudgetError, solve
@@ -412,6 +443,8 @@ class Pruner:
         status = "[green]accepted[/green]" if record.accepted else "[red]rejected[/red]"
         if record.repair:
             status += " (repair step)"
+        if record.recovered:
+            status += " after recovery fine-tuning"
         resources = ", ".join(f"{k} {v:,.0f}" for k, v in record.resources.items() if k in {"dsp", "bram18"})
         return (f"step {record.step + 1}: {status} val acc {100 * record.val_accuracy:.2f}% "
                 f"(baseline {100 * baseline:.2f}%), {resources}, sparsity {100 * record.sparsity:.1f}%")

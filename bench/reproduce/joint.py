@@ -27,7 +27,7 @@ HEADERS = ["model / data", "recipe", "budget met", "DSP", "DSP saved", "LUT save
            "test before → after", "time"]
 
 
-def recipes(quick: bool) -> list[tuple[str, dict]]:
+def recipes(quick: bool, recovery_epochs: int = 0) -> list[tuple[str, dict]]:
     cases = [("jet-MLP arch / MNIST", {"model": {"name": "jet_mlp"},
                                        "data": {"name": "mnist", "path": str(shared_data("mnist")),
                                                 "options": {"flatten": True}},
@@ -45,10 +45,13 @@ def recipes(quick: bool) -> list[tuple[str, dict]]:
                          "export": {"hls4ml": False}}
         # the same number of fine-tuned steps for both: 6 pruning steps / 6 joint rounds, each with 2 bisection
         # retries after a rejection
-        out.append((label, common | {"methods": ["prune"], "prune": {"steps": 2 if quick else 6}}))
+        # a step or round that misses the tolerance gets `recovery_epochs` more fine-tuning in both recipes
+        out.append((label, common | {"methods": ["prune"], "prune": {"steps": 2 if quick else 6,
+                                                                     "recovery_epochs": recovery_epochs}}))
         out.append((label, common | {"strategy": "joint", "methods": ["prune", "quantize"],
                                      "joint": {"prune_levels": [0.2, 0.4, 0.6, 0.8, 0.9], "widths": [12, 10, 8],
-                                               "rounds": 2 if quick else 6, "retries": 2}}))
+                                               "rounds": 2 if quick else 6, "retries": 2,
+                                               "recovery_epochs": recovery_epochs}}))
     return out
 
 
@@ -57,11 +60,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few epochs and steps (a smoke run)")
     parser.add_argument("--cases", nargs="*", default=None, help="substrings of the case names to run")
     parser.add_argument("--recipes", nargs="*", default=None, choices=["prune", "joint"], help="which recipes")
+    parser.add_argument("--recovery-epochs", type=int, default=2,
+                        help="extra fine-tuning for a pruning step or joint round that misses the tolerance")
     parser.add_argument("--name", default="reproduce_joint", help="results file name under bench/results")
     args = parser.parse_args()
     records, rows = [], []
     with tempfile.TemporaryDirectory(prefix="tenfold-reproduce-") as scratch:
-        for index, (label, recipe) in enumerate(recipes(args.quick)):
+        for index, (label, recipe) in enumerate(recipes(args.quick, args.recovery_epochs)):
             kind = "joint" if recipe.get("strategy") == "joint" else "prune"
             if (args.cases and not any(part in label for part in args.cases)) or (
                     args.recipes and kind not in args.recipes):

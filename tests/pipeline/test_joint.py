@@ -176,6 +176,47 @@ def test_rounds_bisect_after_a_rejected_round(setup, monkeypatch, threshold, met
             last_accepted = fraction
 
 
+@pytest.mark.parametrize("recovers", [True, False])
+def test_a_round_below_the_tolerance_gets_recovery_fine_tuning(setup, monkeypatch, recovers):
+    """With joint.recovery_epochs, a round that misses the tolerance is fine-tuned that many more epochs and
+    judged again; it is accepted only if it then is within the tolerance."""
+    from types import SimpleNamespace
+
+    from tenfold.pipeline import joint
+    from tenfold.pipeline.config import JointSection
+    from tenfold.train import TrainConfig
+
+    splits, model, hls, cost, _candidates, _before = setup
+    tuned: list[int] = []
+
+    def fake_round(ctx, start_model, start_hls, resolved, baseline, fraction, round_index):
+        return SimpleNamespace(fraction=fraction, tuned=False), start_hls, []
+
+    def fake_finetune(ctx, candidate, config):
+        tuned.append(config.epochs)
+        candidate.tuned = recovers
+
+    def accuracy(candidate, _hls, split="val"):
+        if not hasattr(candidate, "fraction"):
+            return 0.9
+        return 0.9 if candidate.fraction <= 0.5 or candidate.tuned else 0.85
+
+    monkeypatch.setattr(joint, "_one_round", fake_round)
+    monkeypatch.setattr(joint, "_float_finetune", fake_finetune)
+    monkeypatch.setattr(joint, "take_snapshot", lambda *args, **kwargs: kwargs["notes"])
+    monkeypatch.setattr(joint, "_meets_budget", lambda *args: True)
+    config = SimpleNamespace(budget="dsp<=0.2x", tolerance=0.01, seed=0,
+                             joint=JointSection(rounds=2, retries=0, recovery_epochs=3),
+                             decompose=SimpleNamespace(regeneration="stream"))
+    ctx = SimpleNamespace(config=config, baseline_cost=cost, input_shape=splits.input_shape, accuracy=accuracy,
+                          seed=0, finetune_config=lambda: TrainConfig(epochs=1))
+    result, _hls, notes = joint.joint_compress(ctx, model, hls)
+    assert tuned == [3]  # only the round at the full target missed, and it got exactly 3 more epochs
+    assert [note["recovered"] for note in notes] == [False, True]
+    assert [note["accepted"] for note in notes] == [True, recovers]
+    assert result.fraction == (1.0 if recovers else 0.5)
+
+
 def test_qat_round_falls_back_to_float_finetuning_when_qat_ends_worse(setup, monkeypatch):
     """A QAT run that ends below its starting fixed-point accuracy is not kept (here: sabotaged weights)."""
     from types import SimpleNamespace

@@ -127,8 +127,9 @@ class JointSection:
     importance: str = "taylor"  # how patterns are ranked within a layer: l1 | l2 | taylor | fisher
     ranks: list[float] = field(default_factory=lambda: [0.25, 0.1, 0.05])
     widths: list[int] = field(default_factory=lambda: [12, 10, 8])
-    sensitivity_batches: int = 4
+    sensitivity_batches: int = 16  # 128-image batches each candidate's loss increase is measured on
     rounds: int = 2
+    recovery_epochs: int = 0  # extra fine-tuning for a round that ends below the tolerance, before rejecting it
     retries: int = 2  # after a rejected round: rounds bisecting between the last accepted and the rejected target
     qat: bool = False  # fine-tune precision rounds through the fixed-point types (falls back to float if worse)
 
@@ -200,7 +201,8 @@ class RunConfig:
         for key, value in (("decompose.refine_steps", self.decompose.refine_steps),
                            ("decompose.bn_recalibration_batches", self.decompose.bn_recalibration_batches),
                            ("joint.retries", self.joint.retries), ("prune.retries", self.prune.retries),
-                           ("prune.recovery_epochs", self.prune.recovery_epochs)):
+                           ("prune.recovery_epochs", self.prune.recovery_epochs),
+                           ("joint.recovery_epochs", self.joint.recovery_epochs)):
             if value < 0:
                 raise ConfigError(f"{key}: must be >= 0 (0 turns it off), got {value}")
         bad_levels = [level for level in self.joint.prune_levels if not 0 < level < 1]

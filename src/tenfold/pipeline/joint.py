@@ -54,13 +54,20 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
         candidate_model, candidate_hls, choice = _one_round(ctx, state["model"], state["hls"], resolved, baseline,
                                                             fraction, round_index)
         val = ctx.accuracy(candidate_model, candidate_hls)
+        recovered = False
+        if baseline_val - val > config.tolerance and section.recovery_epochs > 0:
+            # one fine-tuning run is a noisy judge of whether the round's model can recover (the pruner's rule)
+            recovery = dataclasses.replace(ctx.finetune_config(), epochs=section.recovery_epochs,
+                                           seed=ctx.seed + 200 + round_index)
+            _float_finetune(ctx, candidate_model, recovery)
+            val, recovered = ctx.accuracy(candidate_model, candidate_hls), True
         accepted = baseline_val - val <= config.tolerance
         snapshots.append(take_snapshot(
             candidate_model, ctx.input_shape, candidate_hls, regeneration=ctx.config.decompose.regeneration,
             label=f"joint round {round_index + 1} "
             f"({'accepted' if accepted else 'rejected'})", stage="joint-round", val_accuracy=val,
             seconds=time.perf_counter() - started,
-            notes={"accepted": accepted, "target_fraction": fraction, "bisecting": bisecting,
+            notes={"accepted": accepted, "target_fraction": fraction, "bisecting": bisecting, "recovered": recovered,
                    "actions": {a.layer: a.to_dict() for a in choice}}))
         if accepted:  # later rounds start from the last model within the tolerance
             state["model"], state["hls"] = candidate_model, candidate_hls

@@ -5,7 +5,10 @@ Models: LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist) and the jet-tagg
 (784-64-32-32-10) on MNIST (the shared 10k training images). ap_fixed<16,6>, Latency strategy, RF 1, budget
 'dsp<=0.1x', tolerance 1% absolute validation accuracy; every run is a `tenfold run` recipe.
 
-Run: .venv/bin/python bench/reproduce/joint.py [--quick]  → bench/results/reproduce_joint.{json,md}
+With the shared CIFAR-10 data, pretrained ResNet-20 too (Resource, io_stream, RF 144, 'dsp<=0.3x,lut<=1.0x',
+2% tolerance; the joint knapsack may also decompose layers into 8-bit CP factors).
+
+Run: .venv/bin/python bench/reproduce/joint.py [--quick] [--cases ResNet]  → bench/results/reproduce_joint.{json,md}
 """
 
 from __future__ import annotations
@@ -52,7 +55,44 @@ def recipes(quick: bool, recovery_epochs: int = 0) -> list[tuple[str, dict]]:
                                      "joint": {"prune_levels": [0.2, 0.4, 0.6, 0.8, 0.9], "widths": [12, 10, 8],
                                                "rounds": 2 if quick else 6, "retries": 2,
                                                "recovery_epochs": recovery_epochs}}))
+    cifar, weights = _optional_data("cifar10-jpeg"), _optional_data("cifar10-resnet")
+    if cifar is not None and weights is not None and (weights / "resnet20-12fca82f.th").exists():
+        out += resnet_recipes(cifar, weights / "resnet20-12fca82f.th", quick, recovery_epochs)
+    else:
+        print("skipping ResNet-20 / CIFAR-10: the shared cifar10-jpeg data or the pretrained weights are missing")
     return out
+
+
+def _optional_data(relative: str) -> Path | None:
+    try:
+        return shared_data(relative)
+    except SystemExit:
+        return None
+
+
+def resnet_recipes(cifar: Path, weights: Path, quick: bool, recovery_epochs: int) -> list[tuple[str, dict]]:
+    """Pretrained ResNet-20 streamed through hls4ml (io_stream, Resource, RF 144): the joint knapsack may also
+    decompose a layer (8-bit CP3 factors, weights regenerated on chip); LUTs are budgeted too, so narrower
+    weights (LUT multipliers instead of DSPs) are not free. 10,000 training images, one epoch per round/step."""
+    label = "ResNet-20 / CIFAR-10"
+    common = {"model": {"name": "resnet20", "pretrained": str(weights)},
+              "data": {"name": "cifar10", "path": str(cifar), "max_train": 2000 if quick else 10_000,
+                       **({"max_test": 1000} if quick else {})},
+              "hardware": {"precision": "fixed<16,6>", "strategy": "Resource", "io_type": "io_stream",
+                           "reuse_factor": 144},
+              "budget": "dsp<=0.3x,lut<=1.0x", "tolerance": 0.02, "seed": 0,
+              "finetune": {"epochs": 0 if quick else 1, "lr": 1e-3, "augment": "flip_crop", "distill_alpha": 0.5},
+              "export": {"hls4ml": False}}
+    rounds = 1 if quick else 3
+    return [
+        (label, common | {"methods": ["prune"], "prune": {"steps": rounds, "retries": 1,
+                                                          "recovery_epochs": recovery_epochs}}),
+        (label, common | {"strategy": "joint", "methods": ["prune", "decompose", "quantize"],
+                          "decompose": {"bits": 8},
+                          "joint": {"prune_levels": [0.3, 0.6], "ranks": [0.25, 0.1], "widths": [10, 8],
+                                    "rounds": rounds, "retries": 1, "sensitivity_batches": 4,
+                                    "recovery_epochs": recovery_epochs}}),
+    ]
 
 
 def main() -> None:
@@ -73,7 +113,10 @@ def main() -> None:
                 continue
             result = run(run_config_from_dict(recipe), Path(scratch) / str(index), progress=False)
             report = result.report
-            name = "joint (prune × precision)" if recipe.get("strategy") == "joint" else "knapsack pruning only"
+            name = "knapsack pruning only"
+            if recipe.get("strategy") == "joint":
+                name = "joint (" + " × ".join({"prune": "prune", "quantize": "precision", "decompose": "CP rank"}[m]
+                                              for m in recipe["methods"]) + ")"
             reduction = report.reduction()
             record = {"case": label, "recipe": name, "config": recipe, "report": report.to_dict()}
             records.append(record)

@@ -203,6 +203,7 @@ def test_a_round_below_the_tolerance_gets_recovery_fine_tuning(setup, monkeypatc
 
     monkeypatch.setattr(joint, "_one_round", fake_round)
     monkeypatch.setattr(joint, "_float_finetune", fake_finetune)
+    monkeypatch.setattr(joint, "fit_weight_ranges", lambda candidate, hls: hls)
     monkeypatch.setattr(joint, "take_snapshot", lambda *args, **kwargs: kwargs["notes"])
     monkeypatch.setattr(joint, "_meets_budget", lambda *args: True)
     config = SimpleNamespace(budget="dsp<=0.2x", tolerance=0.01, seed=0,
@@ -241,3 +242,26 @@ def test_qat_round_falls_back_to_float_finetuning_when_qat_ends_worse(setup, mon
     result = joint._quantization_aware_finetune(ctx, start, hls, TrainConfig(epochs=1, lr=1e-3, seed=0))
     assert result is not start  # the float fine-tuned copy, not the sabotaged QAT result
     assert evaluate(result, splits.val).accuracy > 0.8
+
+
+def test_weight_types_are_refitted_when_fine_tuning_outgrows_them(setup):
+    """A narrowed weight type that fine-tuning outgrew would wrap on the chip; the round widens its integer part
+    (same width), and leaves types that still hold their weights alone."""
+    import copy
+
+    from tenfold.pipeline.candidates import quantized_weight
+    from tenfold.pipeline.joint import fit_weight_ranges
+
+    _, model, hls, _, _, _ = setup
+    narrow = with_weight_precision(hls, "fc2", 8, model.fc2.weight.detach())
+    grown = copy.deepcopy(model)
+    with torch.no_grad():
+        grown.fc2.weight.mul_(4.0)  # what a long fine-tuning can do to a few weights
+    wrapped = quantized_weight(grown.fc2.weight.detach(), narrow, "fc2")
+    assert (wrapped - grown.fc2.weight).abs().max() > 1.0  # the old type wraps around
+    refitted = fit_weight_ranges(grown, narrow)
+    kind = refitted.layer("fc2").precision.weight
+    assert kind.width == 8 and kind.integer > narrow.layer("fc2").precision.weight.integer
+    assert (quantized_weight(grown.fc2.weight.detach(), refitted, "fc2") - grown.fc2.weight).abs().max() <= kind.lsb
+    assert str(refitted.layer("fc1").precision.weight) == str(narrow.layer("fc1").precision.weight)
+    assert fit_weight_ranges(model, narrow).layer("fc2").precision.weight == narrow.layer("fc2").precision.weight

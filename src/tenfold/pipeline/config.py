@@ -124,7 +124,7 @@ class JointSection:
 
     # shares of each layer's *remaining* DSP patterns a prune candidate removes (finer steps every round)
     prune_levels: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8, 0.9])
-    importance: str = "taylor"  # how patterns are ranked within a layer: l1 | l2 | taylor | fisher
+    importance: str = "l1"  # how patterns are ranked within a layer: l1 | l2 | taylor | fisher (see joint.py)
     ranks: list[float] = field(default_factory=lambda: [0.25, 0.1, 0.05])
     widths: list[int] = field(default_factory=lambda: [12, 10, 8])
     sensitivity_batches: int = 16  # 128-image batches each candidate's loss increase is measured on

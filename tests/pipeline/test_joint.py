@@ -203,7 +203,7 @@ def test_a_round_below_the_tolerance_gets_recovery_fine_tuning(setup, monkeypatc
 
     monkeypatch.setattr(joint, "_one_round", fake_round)
     monkeypatch.setattr(joint, "_float_finetune", fake_finetune)
-    monkeypatch.setattr(joint, "fit_weight_ranges", lambda candidate, hls: hls)
+    monkeypatch.setattr(joint, "_fit_types", lambda ctx, candidate, hls: hls)
     monkeypatch.setattr(joint, "take_snapshot", lambda *args, **kwargs: kwargs["notes"])
     monkeypatch.setattr(joint, "_meets_budget", lambda *args: True)
     config = SimpleNamespace(budget="dsp<=0.2x", tolerance=0.01, seed=0,

@@ -136,3 +136,31 @@ def test_ptq_config_exports_and_hls4ml_c_simulation_equals_fake_quantization(tra
     with torch.no_grad():
         fake = ptq.model(inputs).double().numpy()
     assert (fake == project.predict(inputs.numpy())).all()
+
+
+def test_widen_to_fit_undoes_overflow_and_changes_nothing_else():
+    """Logits that outgrow ap_fixed<16,6> wrap; widening the types that overflow restores the float answer,
+    keeps every width, and leaves a config that already fits untouched."""
+    import torch
+    from torch import nn
+
+    from tenfold.hardware import make_config
+    from tenfold.quantize import quantize_model, widen_to_fit
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    inputs = torch.randn(256, 4)
+    config = make_config(precision="fixed<16,6>")
+    assert widen_to_fit(model, config, inputs) == config  # small values: nothing to do
+    with torch.no_grad():
+        model[2].weight.fill_(8.0)  # logits beyond 32 (up to ~43); hidden values stay small
+    reference = model(inputs)
+    hidden = model[1](model[0](inputs))
+    assert reference.abs().max() > 40 and hidden.abs().max() < 20
+    wrapped = quantize_model(model, config)(inputs)
+    assert (wrapped - reference).abs().max() > 10
+    wider = widen_to_fit(model, config, inputs)
+    result = wider.layer("2").precision.result
+    assert result.width == 16 and result.integer > 6
+    assert (quantize_model(model, wider)(inputs) - reference).abs().max() < 0.5
+    assert wider.layer("0").precision.result == config.layer("0").precision.result

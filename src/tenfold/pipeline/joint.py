@@ -61,7 +61,7 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
             recovery = dataclasses.replace(ctx.finetune_config(), epochs=section.recovery_epochs,
                                            seed=ctx.seed + 200 + round_index)
             _float_finetune(ctx, candidate_model, recovery)
-            candidate_hls = fit_weight_ranges(candidate_model, candidate_hls)
+            candidate_hls = _fit_types(ctx, candidate_model, candidate_hls)
             val, recovered = ctx.accuracy(candidate_model, candidate_hls), True
         accepted = baseline_val - val <= config.tolerance
         snapshots.append(take_snapshot(
@@ -131,7 +131,18 @@ def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fract
         new_model = _quantization_aware_finetune(ctx, new_model, new_hls, finetune)
     elif finetune.epochs > 0:
         _float_finetune(ctx, new_model, finetune)
-    return new_model, fit_weight_ranges(new_model, new_hls), choice
+    return new_model, _fit_types(ctx, new_model, new_hls), choice
+
+
+def _fit_types(ctx: RunContext, model: nn.Module, hls):
+    """After fine-tuning: weight types refitted to the weights, activation types widened where training made
+    values outgrow them (logits of a model trained for more rounds pass ap_fixed<16,6>'s 32 and wrap)."""
+    hls = fit_weight_ranges(model, hls)
+    if ctx.fixed_point_evaluation:
+        from tenfold.quantize import widen_to_fit
+
+        hls = widen_to_fit(model, hls, ctx.splits.train, max_batches=8)
+    return hls
 
 
 def fit_weight_ranges(model: nn.Module, hls):

@@ -13,7 +13,7 @@ from tenfold.quantize.calibrate import (
 )
 from tenfold.quantize.emulate import emulate, quantize_weights_
 from tenfold.quantize.fake import FakeQuant, fake_quantize, fixed_point_codes, quantize_tensor
-from tenfold.quantize.ptq import PTQResult, calibrated_config, post_training_quantize
+from tenfold.quantize.ptq import PTQResult, calibrated_config, post_training_quantize, widen_to_fit
 from tenfold.quantize.qat import QATReport, QATResult, copy_trained_weights, hardware_accuracy, qat
 from tenfold.quantize.quantized_model import (
     QuantizedModel,
@@ -46,6 +46,7 @@ __all__ = [
     "integer_bits_for",
     "observe_ranges",
     "post_training_quantize",
+    "widen_to_fit",
     "qat",
     "quantize_model",
     "quantize_tensor",

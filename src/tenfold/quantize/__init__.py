@@ -46,7 +46,6 @@ __all__ = [
     "integer_bits_for",
     "observe_ranges",
     "post_training_quantize",
-    "widen_to_fit",
     "qat",
     "quantize_model",
     "quantize_tensor",
@@ -55,4 +54,5 @@ __all__ = [
     "search_precision",
     "strip_quantization",
     "to_float",
+    "widen_to_fit",
 ]

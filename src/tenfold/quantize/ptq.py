@@ -152,7 +152,8 @@ def widen_to_fit(model: nn.Module, config: HLSConfig, calibration_data, *, margi
 
     Unlike calibration this never narrows a type, so a chosen design keeps its cost; it only undoes overflows
     that training caused: logits grow as a model keeps training, and once they pass a result type's range
-    (32 for ap_fixed<16,6>) they wrap, which took a LeNet from 88.8% to 85.1% after a few more epochs.
+    (32 for ap_fixed<16,6>) they wrap: a LeNet trained three more epochs scored 88.8% in float but 85.1% in
+    fixed point.
     """
     if margin < 0:
         raise ConfigError(f"margin must be >= 0 (a fraction of the observed range), got {margin}")

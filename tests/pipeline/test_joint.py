@@ -250,9 +250,14 @@ def test_weight_types_are_refitted_when_fine_tuning_outgrows_them(setup):
     import copy
 
     from tenfold.pipeline.candidates import quantized_weight
-    from tenfold.pipeline.joint import fit_weight_ranges
+    from tenfold.quantize import widen_to_fit
 
-    _, model, hls, _, _, _ = setup
+    splits, model, hls, _, _, _ = setup
+    inputs = splits.train.tensors[0][:256]
+
+    def fit_weight_ranges(trained, config):
+        return widen_to_fit(trained, config, inputs)
+
     narrow = with_weight_precision(hls, "fc2", 8, model.fc2.weight.detach())
     grown = copy.deepcopy(model)
     with torch.no_grad():

@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from tenfold.errors import ConfigError
@@ -135,36 +134,14 @@ def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fract
 
 
 def _fit_types(ctx: RunContext, model: nn.Module, hls):
-    """After fine-tuning: weight types refitted to the weights, activation types widened where training made
-    values outgrow them (logits of a model trained for more rounds pass ap_fixed<16,6>'s 32 and wrap)."""
-    hls = fit_weight_ranges(model, hls)
-    if ctx.fixed_point_evaluation:
-        from tenfold.quantize import widen_to_fit
+    """After fine-tuning, widen every type the trained values outgrew (`tenfold.quantize.widen_to_fit`): logits
+    of a model trained for more rounds pass ap_fixed<16,6>'s 32 and wrap, and a narrowed weight type can be
+    outgrown by its weights. Types only change when the run evaluates in fixed point (it changes precisions)."""
+    if not ctx.fixed_point_evaluation:
+        return hls
+    from tenfold.quantize import widen_to_fit
 
-        hls = widen_to_fit(model, hls, ctx.splits.train, max_batches=8)
-    return hls
-
-
-def fit_weight_ranges(model: nn.Module, hls):
-    """Widen the integer part (same total width) of every weight type that no longer holds its layer's weights.
-
-    A round narrows a layer's weight type to fit the weights it sees; fine-tuning then moves them, and a weight
-    that outgrows the type wraps around (ap_fixed's default overflow mode) on the chip and in the fixed-point
-    evaluation: on LeNet / Fashion-MNIST one such weight took validation accuracy from 90% to 79%. Refitting the
-    range after every fine-tuning run is what post-training calibration would do; the width, and with it the
-    multiplier's DSP/LUT class, stays.
-    """
-    for name, module in model.named_modules():
-        if not _plain_layer(model, name) or not name:
-            continue
-        weight = effective_weight(module)
-        if weight.numel() == 0 or not torch.isfinite(weight).all():
-            continue
-        kind = hls.layer(name).precision.weight
-        if float(weight.max()) <= kind.max_value and float(weight.min()) >= kind.min_value:
-            continue
-        hls = with_weight_precision(hls, name, kind.width, weight)
-    return hls
+    return widen_to_fit(model, hls, ctx.splits.train, max_batches=8)
 
 
 def _float_finetune(ctx: RunContext, model: nn.Module, finetune) -> None:

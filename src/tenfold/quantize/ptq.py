@@ -147,8 +147,9 @@ def post_training_quantize(model: nn.Module, config: HLSConfig, calibration_data
 
 def widen_to_fit(model: nn.Module, config: HLSConfig, calibration_data, *, margin: float = 0.1,
                  max_batches: int | None = 8) -> HLSConfig:
-    """`config` with the integer part of every activation type (input, accum, result) that cannot hold the
-    values `model` produces on `calibration_data` (plus `margin`) widened; widths and every type that fits stay.
+    """`config` with the integer part of every type that cannot hold the values `model` produces on
+    `calibration_data` widened: activations (input, accum, result) with `margin` headroom, weights and biases
+    exactly. Widths and every type that fits stay.
 
     Unlike calibration this never narrows a type, so a chosen design keeps its cost; it only undoes overflows
     that training caused: logits grow as a model keeps training, and once they pass a result type's range
@@ -162,9 +163,10 @@ def widen_to_fit(model: nn.Module, config: HLSConfig, calibration_data, *, margi
     ranges = observe_ranges(quantized, calibration_data, max_batches=max_batches)
     default, layers = config.default, dict(config.layers)
     for (layer, kind), seen in ranges.items():
-        if kind in EXACT_KINDS or seen.precision.int_type:
+        if seen.precision.int_type:
             continue
-        low, high = min(seen.low, 0.0) * (1.0 + margin), max(seen.high, 0.0) * (1.0 + margin)
+        scale = 1.0 if kind in EXACT_KINDS else 1.0 + margin
+        low, high = min(seen.low, 0.0) * scale, max(seen.high, 0.0) * scale
         if seen.precision.min_value <= low and high <= seen.precision.max_value:
             continue
         integer = integer_bits_for(seen.precision, low, high)

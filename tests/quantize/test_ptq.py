@@ -164,3 +164,16 @@ def test_widen_to_fit_undoes_overflow_and_changes_nothing_else():
     assert result.width == 16 and result.integer > 6
     assert (quantize_model(model, wider)(inputs) - reference).abs().max() < 0.5
     assert wider.layer("0").precision.result == config.layer("0").precision.result
+
+
+def test_calibration_data_of_the_wrong_shape_is_a_clear_error():
+    import torch
+    from torch import nn
+
+    from tenfold.errors import DataError
+    from tenfold.hardware import make_config
+    from tenfold.quantize import widen_to_fit
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    with pytest.raises(DataError, match=r"calibration data does not fit the model: inputs of shape \(10, 5\)"):
+        widen_to_fit(model, make_config(), torch.randn(10, 5))

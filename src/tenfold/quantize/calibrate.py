@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from tenfold.errors import ConfigError
+from tenfold.errors import ConfigError, DataError
 from tenfold.hardware.fixed_point import FixedPoint, Overflow
 from tenfold.quantize.fake import round_scaled
 from tenfold.quantize.quantized_model import QuantizedModel
@@ -88,7 +88,12 @@ def observe_ranges(model: QuantizedModel, data, *, max_batches: int | None = Non
     try:
         count = 0
         for count, inputs in enumerate(_batches(data, batch_size), start=1):
-            model(inputs)
+            try:
+                model(inputs)
+            except RuntimeError as exc:  # wrong input shape or dtype: say so, not torch's internals
+                raise DataError(f"the calibration data does not fit the model: inputs of shape "
+                                f"{tuple(inputs.shape)} gave '{str(exc).splitlines()[0]}'; pass inputs shaped like "
+                                "the model's training data") from None
             if max_batches is not None and count >= max_batches:
                 break
         if count == 0:

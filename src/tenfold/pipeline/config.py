@@ -92,6 +92,7 @@ class PruneSection:
     recovery_epochs: int = 0  # extra fine-tuning for a step that ends below the tolerance, before rejecting it
     regularization: float = 0.0
     solver: str = "auto"
+    lock_constants: bool = True  # Latency layers: weights priced without a DSP stay so while fine-tuning
 
 
 @dataclass

@@ -27,6 +27,7 @@ from tenfold.hardware.estimate import estimate
 from tenfold.hardware.hls_config import HLSConfig
 from tenfold.io import atomic_torch_save
 from tenfold.prune.budget import Budget, Limit
+from tenfold.prune.constants import shift_add_lock
 from tenfold.prune.importance import structure_values, weight_saliency
 from tenfold.prune.masks import (
     GroupLasso,
@@ -68,6 +69,9 @@ class PruneConfig:
     seed: int = 0
     repair: bool = True  # one more step at the full budget when fine-tuning left the accepted model over it
     recovery_epochs: int = 0  # extra fine-tuning for a step that ends below the tolerance, before rejecting it
+    # Latency / RF 1 layers: weights priced as shift-add constants (few CSD digits, no DSP) stay so while
+    # fine-tuning (straight-through projection), so the DSP count the knapsack chose survives training
+    lock_constants: bool = True
     uniform_costs: bool = False  # benchmarks only: price every structure equally, as hls4ml's DAP does
 
     def __post_init__(self) -> None:
@@ -300,10 +304,7 @@ class Pruner:
             shrink /= over
         if cfg.rewind:
             self._rewind(model, baseline_state)
-        callbacks = [MaskedFinetune(model)]
-        if cfg.regularization > 0:
-            groups = {layer.name: torch.from_numpy(layer.group_of_weight) for layer in structures.layers}
-            callbacks.append(GroupLasso(model, groups, cfg.regularization))
+        callbacks = self._finetune_callbacks(model, structures)
         finetune = dataclasses.replace(cfg.finetune, seed=cfg.finetune.seed + cfg.seed + step)
         if finetune.epochs > 0:
             trained = fit(model, train_data, val_data, finetune, callbacks=callbacks, progress=reporter,
@@ -329,17 +330,27 @@ class Pruner:
             seconds=time.perf_counter() - started,
         )
 
+    def _finetune_callbacks(self, model: nn.Module, structures: StructureSet | None = None) -> list:
+        """Masks stay zero; group lasso if asked; shift-add constants stay shift-add if asked (Latency layers)."""
+        cfg = self.config
+        callbacks = [MaskedFinetune(model)]
+        if cfg.regularization > 0:
+            structures = structures or build_structures(model, self.input_shape, self.hls, cfg.structure,
+                                                        cost_model=self.cost_model, layers=cfg.layers)
+            groups = {layer.name: torch.from_numpy(layer.group_of_weight) for layer in structures.layers}
+            callbacks.append(GroupLasso(model, groups, cfg.regularization))
+        if cfg.lock_constants:
+            lock = shift_add_lock(model, self.input_shape, self.hls, self.cost_model.params, layers=cfg.layers)
+            if lock is not None:
+                callbacks.append(lock)
+        return callbacks
+
     def _recover(self, model: nn.Module, record: StepRecord, train_data, val_data, reporter) -> None:
         """More fine-tuning for a step that missed the tolerance: one fine-tuning run is a noisy judge of
         whether the pruned model *can* recover, and a near miss is often within reach of a few more epochs."""
         cfg = self.config
         started = time.perf_counter()
-        callbacks = [MaskedFinetune(model)]
-        if cfg.regularization > 0:
-            structures = build_structures(model, self.input_shape, self.hls, cfg.structure,
-                                          cost_model=self.cost_model, layers=cfg.layers)
-            groups = {layer.name: torch.from_numpy(layer.group_of_weight) for layer in structures.layers}
-            callbacks.append(GroupLasso(model, groups, cfg.regularization))
+        callbacks = self._finetune_callbacks(model)
         finetune = dataclasses.replace(cfg.finetune, epochs=cfg.recovery_epochs,
                                        seed=cfg.finetune.seed + cfg.seed + 10_000 + record.step)
         trained = fit(model, train_data, val_data, finetune, callbacks=callbacks, progress=reporter,

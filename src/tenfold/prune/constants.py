@@ -1,0 +1,147 @@
+"""Keep shift-add constants shift-add while fine-tuning, so the DSP count the knapsack chose survives training.
+
+Under the Latency strategy (or reuse factor 1) every weight is a constant the synthesiser folds into the logic:
+a product by a constant with few non-zero canonical-signed-digit (CSD) digits becomes one or two LUT adders,
+only the others take a DSP (:mod:`tenfold.hardware.cost`). The knapsack prices each weight by its code *now*,
+so it keeps many "free" small weights; fine-tuning then moves them to codes with more digits and they take DSPs
+after all — a Latency model pruned to a 5% DSP budget came out of fine-tuning at 2-3x its target.
+
+:class:`ShiftAddLock` stops that drift with a straight-through projection: while it is attached, the forward
+pass sees every locked weight snapped to the nearest value of its fixed-point type with fewer CSD digits than
+the DSP threshold, gradients reach the float weight unchanged (so a weight can still walk to another cheap
+value), and when training ends the locked weights are written back snapped. Weights priced as DSP products are
+left free: if one drifts to a cheap code, the design only gets smaller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+
+import numpy as np
+import torch
+from torch import nn
+
+from tenfold.errors import ConfigError
+from tenfold.hardware.arith import csd_digit_counts
+from tenfold.hardware.cost import CostParams, weight_codes
+from tenfold.hardware.fixed_point import FixedPoint
+from tenfold.hardware.hls_config import HLSConfig, Strategy
+from tenfold.hardware.layers import extract_layers
+from tenfold.train.callbacks import Callback, TrainState
+
+__all__ = ["ShiftAddLock", "cheap_codes", "shift_add_lock", "snap_to_table"]
+
+_MAX_TABLE = 2_000_000
+
+
+def cheap_codes(precision: FixedPoint, max_digits: int) -> np.ndarray:
+    """Sorted integer codes of ``precision`` with at most ``max_digits`` non-zero CSD digits (0 included).
+
+    Built from sums of up to ``max_digits`` signed powers of two (a CSD form with d digits is such a sum, and
+    any such sum has a CSD form with at most d digits), then kept to the type's code range.
+    """
+    if max_digits < 0:
+        raise ConfigError(f"max_digits must be >= 0, got {max_digits}")
+    width = precision.width
+    if (2 * width + 1) ** max_digits > _MAX_TABLE:
+        raise ConfigError(f"a table of {width}-bit codes with up to {max_digits} CSD digits is too large; "
+                          "lower csd_dsp_threshold or the weight width")
+    powers = np.array([1 << i for i in range(width)], dtype=np.int64)
+    signed = np.concatenate([powers, -powers])
+    codes = np.zeros(1, dtype=np.int64)
+    for _ in range(max_digits):
+        codes = np.unique(np.concatenate([codes, (codes[:, None] + signed[None, :]).reshape(-1)]))
+    codes = codes[(codes >= precision.min_code) & (codes <= precision.max_code)]
+    return codes[csd_digit_counts(codes) <= max_digits]
+
+
+def snap_to_table(values: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Each value replaced by the nearest entry of the sorted 1-D ``table`` (ties go to the smaller entry)."""
+    index = torch.searchsorted(table, values.contiguous()).clamp(1, table.numel() - 1)
+    low, high = table[index - 1], table[index]
+    return torch.where(values - low <= high - values, low, high)
+
+
+class ShiftAddLock(Callback):
+    """Straight-through projection of chosen weights onto cheap (shift-add) constants while training.
+
+    ``locks`` maps a module pruned with :mod:`torch.nn.utils.prune` (it has ``weight_orig`` and a mask hook that
+    recomputes ``weight`` before every forward) to (bool mask over its weight, sorted table of allowed values);
+    the projection hook runs after the mask hook.
+    """
+
+    def __init__(self, locks: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.locks = locks
+        self._handles: list = []
+
+    @property
+    def n_locked(self) -> int:
+        return int(sum(int(mask.sum()) for mask, _ in self.locks.values()))
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.attach()
+
+    def on_train_end(self, state: TrainState) -> None:
+        self.release()
+
+    def attach(self) -> None:
+        """Start projecting in every forward pass (idempotent)."""
+        if self._handles:
+            return
+        for module, (mask, table) in self.locks.items():  # bound per module: a deep copy keeps working hooks
+            self._handles.append(module.register_forward_pre_hook(partial(_project, mask=mask, table=table)))
+
+    def release(self) -> None:
+        """Stop projecting and write the locked weights back snapped, so the model keeps the cheap codes."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        with torch.no_grad():
+            for module, (mask, table) in self.locks.items():
+                target = module.weight_orig
+                snapped = snap_to_table(target.detach(), table.to(target.device, target.dtype))
+                target.copy_(torch.where(mask.to(target.device), snapped, target))
+                module.weight = module.weight_orig * module.weight_mask  # what the mask hook would compute
+
+
+def _project(module: nn.Module, _inputs, *, mask: torch.Tensor, table: torch.Tensor) -> None:
+    """Forward sees the locked weights snapped; the gradient passes straight through to the float weight."""
+    weight = module.weight
+    snapped = snap_to_table(weight.detach(), table.to(weight.device, weight.dtype))
+    module.weight = weight + (torch.where(mask.to(weight.device), snapped, weight.detach()) - weight.detach())
+
+
+def shift_add_lock(model: nn.Module, input_shape: tuple[int, ...], config: HLSConfig,
+                   params: CostParams | None = None, layers: Iterable[str] | None = None) -> ShiftAddLock | None:
+    """A lock for every folded layer (Latency strategy or reuse factor 1) whose weights are not all DSP products.
+
+    A weight is locked when its current code has fewer CSD digits than ``params.csd_dsp_threshold`` — exactly the
+    weights the hardware model prices without a DSP. Layers narrow enough that every product goes to LUTs are
+    left alone, and so are layers without a pruning mask. Returns None when nothing needs locking (e.g. the
+    Resource strategy at a reuse factor > 1).
+    """
+    params = params or CostParams()
+    wanted = set(layers) if layers is not None else None
+    modules = dict(model.named_modules())
+    locks: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+    data_precision = config.default.precision.result
+    for spec in extract_layers(model, input_shape):
+        incoming, data_precision = data_precision, config.layer(spec.name).precision.result
+        if not spec.has_weights or (wanted is not None and spec.name not in wanted):
+            continue
+        layer_config = config.layer(spec.name)
+        folded = layer_config.strategy == Strategy.LATENCY or layer_config.reuse_factor == 1
+        precision = layer_config.precision.weight
+        if not folded or min(precision.width, incoming.width) <= params.lut_mult_max_bits:
+            continue
+        module = modules.get(spec.name)
+        if module is None or not hasattr(module, "weight_orig"):  # only pruned layers carry the hooks it needs
+            continue
+        codes = weight_codes(module.weight.detach(), precision)
+        cheap = csd_digit_counts(codes) < params.csd_dsp_threshold
+        if not cheap.any():
+            continue
+        table = torch.from_numpy(cheap_codes(precision, params.csd_dsp_threshold - 1) * precision.lsb)
+        locks[module] = (torch.from_numpy(cheap.reshape(module.weight.shape)), table)
+    return ShiftAddLock(locks) if locks else None

@@ -1,0 +1,124 @@
+"""Shift-add constants stay shift-add through fine-tuning (Latency strategy), so pruned DSP counts hold."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from tenfold.data import load_digits
+from tenfold.hardware import estimate, make_config
+from tenfold.hardware.arith import csd_digit_counts
+from tenfold.hardware.cost import CostParams, weight_codes
+from tenfold.hardware.fixed_point import FixedPoint
+from tenfold.models import create
+from tenfold.prune import MaskedFinetune, PruneConfig, Pruner, apply_masks
+from tenfold.prune.constants import cheap_codes, shift_add_lock, snap_to_table
+from tenfold.train import TrainConfig, fit
+
+pytest.importorskip("tenfold.knapsack")
+
+
+@settings(max_examples=40, deadline=None)
+@given(width=st.integers(2, 12), integer=st.integers(-2, 8), digits=st.integers(0, 3))
+def test_cheap_codes_are_exactly_the_codes_with_few_csd_digits(width, integer, digits):
+    precision = FixedPoint(width, integer)
+    every = np.arange(precision.min_code, precision.max_code + 1)
+    assert np.array_equal(cheap_codes(precision, digits), every[csd_digit_counts(every) <= digits])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=30))
+def test_snap_picks_the_nearest_table_entry(values):
+    table = torch.tensor([-8.0, -1.0, 0.0, 0.5, 2.0, 16.0], dtype=torch.float64)
+    x = torch.tensor(values, dtype=torch.float64)
+    snapped = snap_to_table(x, table)
+    nearest = (x[:, None] - table[None, :]).abs().min(dim=1).values
+    assert torch.allclose((x - snapped).abs(), nearest)
+    assert all(v in table.tolist() for v in snapped.tolist())
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    splits = load_digits(seed=0, flatten=True)
+    torch.manual_seed(0)
+    model = create("jet_mlp", in_features=64, num_classes=10)
+    fit(model, splits.train, splits.val, TrainConfig(epochs=15, lr=3e-3, seed=0), progress=False)
+    return model, splits
+
+
+def _masked(model: nn.Module) -> nn.Module:
+    model = copy.deepcopy(model)
+    apply_masks(model, {name: torch.ones_like(m.weight) for name, m in model.named_modules()
+                        if isinstance(m, nn.Linear)})
+    return model
+
+
+def _finetune(model, splits, lock: bool):
+    hls = make_config(strategy="Latency", reuse_factor=1)
+    callbacks = [MaskedFinetune(model)]
+    locker = shift_add_lock(model, (64,), hls) if lock else None
+    if locker is not None:
+        callbacks.append(locker)
+    fit(model, splits.train, splits.val, TrainConfig(epochs=4, lr=1e-2, seed=1), callbacks=callbacks,
+        progress=False)
+    return estimate(model, (64,), hls).totals["dsp"], locker
+
+
+def test_fine_tuning_revives_dsps_unless_the_cheap_constants_are_locked(digits_mlp):
+    model, splits = digits_mlp
+    hls = make_config(strategy="Latency", reuse_factor=1)
+    before = estimate(model, (64,), hls).totals["dsp"]
+    free, _ = _finetune(_masked(model), splits, lock=False)
+    locked_model = _masked(model)
+    locked, locker = _finetune(locked_model, splits, lock=True)
+    assert free > before  # the failure the lock exists for: cheap constants drift into DSP products
+    assert locked <= before
+    assert locker is not None and locker.n_locked > 0
+    threshold = CostParams().csd_dsp_threshold
+    precision = hls.default.precision.weight
+    for module, (mask, _) in locker.locks.items():
+        codes = weight_codes(module.weight, precision)
+        assert np.all(csd_digit_counts(codes[mask.numpy()]) < threshold)
+        assert torch.equal(module.weight, module.weight_orig * module.weight_mask)  # released and refreshed
+
+
+def test_locked_forward_sees_snapped_weights_and_gradients_pass_through(digits_mlp):
+    model, _ = digits_mlp
+    hls = make_config(strategy="Latency", reuse_factor=1)
+    masked = _masked(model)
+    locker = shift_add_lock(masked, (64,), hls)
+    module, (mask, table) = next(iter(locker.locks.items()))
+    locker.attach()
+    clone = copy.deepcopy(masked)  # hooks survive a deep copy (they are bound per module, not to the lock)
+    x = torch.randn(5, 64)
+    clone(x)
+    out = masked(x).sum()
+    expected = torch.where(mask, snap_to_table(module.weight_orig.detach(), table.float()), module.weight_orig)
+    assert torch.equal(module.weight.detach(), expected)
+    out.backward()
+    assert module.weight_orig.grad is not None and module.weight_orig.grad[mask].abs().sum() > 0
+    locker.release()
+    locker.release()  # idempotent
+
+
+def test_no_lock_for_resource_layers_or_unpruned_layers(digits_mlp):
+    model, _ = digits_mlp
+    assert shift_add_lock(_masked(model), (64,), make_config(strategy="Resource", reuse_factor=8)) is None
+    assert shift_add_lock(copy.deepcopy(model), (64,), make_config(strategy="Latency", reuse_factor=1)) is None
+
+
+def test_latency_pruning_steps_stay_within_their_dsp_targets(digits_mlp):
+    model, splits = digits_mlp
+    hls = make_config(strategy="Latency", reuse_factor=1)
+    config = PruneConfig(budget="dsp<=0.3x", structure="pattern", steps=3, tolerance=0.5,
+                         finetune=TrainConfig(epochs=2, lr=1e-2, seed=0), repair=False)
+    result = Pruner(config, hls, (64,)).fit(model, splits.train, splits.val, progress=False)
+    for step in result.report.steps:
+        assert step.resources["dsp"] <= step.targets["dsp<=0.3x"] + 1e-6, step
+    assert result.report.met_budget

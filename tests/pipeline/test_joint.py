@@ -9,6 +9,7 @@ import torch
 from tenfold.errors import ConfigError
 from tenfold.hardware import estimate, make_config
 from tenfold.pipeline.candidates import LossProbe, build_candidates, pattern_prune_masks, with_weight_precision
+from tenfold.pipeline.config import JointSection
 from tenfold.pipeline.joint import solve_actions
 from tenfold.prune import Budget
 
@@ -148,7 +149,6 @@ def test_rounds_bisect_after_a_rejected_round(setup, monkeypatch, threshold, met
     from types import SimpleNamespace
 
     from tenfold.pipeline import joint
-    from tenfold.pipeline.config import JointSection
 
     splits, model, hls, cost, _candidates, _before = setup
     seen: list[tuple[float, object]] = []
@@ -183,7 +183,6 @@ def test_a_round_below_the_tolerance_gets_recovery_fine_tuning(setup, monkeypatc
     from types import SimpleNamespace
 
     from tenfold.pipeline import joint
-    from tenfold.pipeline.config import JointSection
     from tenfold.train import TrainConfig
 
     splits, model, hls, cost, _candidates, _before = setup
@@ -192,7 +191,7 @@ def test_a_round_below_the_tolerance_gets_recovery_fine_tuning(setup, monkeypatc
     def fake_round(ctx, start_model, start_hls, resolved, baseline, fraction, round_index):
         return SimpleNamespace(fraction=fraction, tuned=False), start_hls, []
 
-    def fake_finetune(ctx, candidate, config):
+    def fake_finetune(ctx, candidate, config, hls):
         tuned.append(config.epochs)
         candidate.tuned = recovers
 
@@ -236,7 +235,8 @@ def test_qat_round_falls_back_to_float_finetuning_when_qat_ends_worse(setup, mon
         return target
 
     monkeypatch.setattr(quantize_module, "copy_trained_weights", sabotage)  # joint.qat is opt-in; tested directly
-    ctx = SimpleNamespace(splits=splits, progress=False, teacher=lambda: None,
+    ctx = SimpleNamespace(splits=splits, progress=False, teacher=lambda: None, input_shape=splits.input_shape,
+                          config=SimpleNamespace(joint=JointSection()),
                           accuracy=lambda m, _h, split="val": evaluate(m, getattr(splits, split)).accuracy)
     start = clone_module(model)
     result = joint._quantization_aware_finetune(ctx, start, hls, TrainConfig(epochs=1, lr=1e-3, seed=0))

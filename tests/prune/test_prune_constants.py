@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.nn.utils import parametrize
 
 from tenfold.data import load_digits
 from tenfold.hardware import estimate, make_config
@@ -107,10 +108,22 @@ def test_locked_forward_sees_snapped_weights_and_gradients_pass_through(digits_m
     locker.release()  # idempotent
 
 
-def test_no_lock_for_resource_layers_or_unpruned_layers(digits_mlp):
+def test_no_lock_for_resource_layers(digits_mlp):
     model, _ = digits_mlp
     assert shift_add_lock(_masked(model), (64,), make_config(strategy="Resource", reuse_factor=8)) is None
-    assert shift_add_lock(copy.deepcopy(model), (64,), make_config(strategy="Latency", reuse_factor=1)) is None
+
+
+def test_unpruned_layers_are_locked_through_a_parametrization(digits_mlp):
+    model, splits = digits_mlp
+    hls = make_config(strategy="Latency", reuse_factor=1)
+    plain = copy.deepcopy(model)
+    before = estimate(plain, (64,), hls).totals["dsp"]
+    locker = shift_add_lock(plain, (64,), hls)
+    assert locker is not None
+    fit(plain, splits.train, splits.val, TrainConfig(epochs=3, lr=1e-2, seed=1), callbacks=[locker], progress=False)
+    assert estimate(plain, (64,), hls).totals["dsp"] <= before
+    assert not any(parametrize.is_parametrized(m) for m in plain.modules())  # released: plain parameters again
+    assert all(isinstance(m.weight, nn.Parameter) for m in plain.modules() if isinstance(m, nn.Linear))
 
 
 def test_latency_pruning_steps_stay_within_their_dsp_targets(digits_mlp):

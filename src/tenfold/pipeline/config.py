@@ -133,6 +133,10 @@ class JointSection:
     recovery_epochs: int = 0  # extra fine-tuning for a round that ends below the tolerance, before rejecting it
     retries: int = 2  # after a rejected round: rounds bisecting between the last accepted and the rejected target
     qat: bool = False  # fine-tune precision rounds through the fixed-point types (falls back to float if worse)
+    # Latency layers: weights priced without a DSP stay so while fine-tuning. Off by default here: with a LUT term
+    # in the budget it blocks the DSP->LUT trade that fine-tuning otherwise makes (digits MLP demo: 1,045 DSPs with
+    # the lock vs 554 without; examples/digits_mlp_joint.yaml missed its budget with it, met it without)
+    lock_constants: bool = False
 
 
 @dataclass

@@ -59,7 +59,7 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
             # one fine-tuning run is a noisy judge of whether the round's model can recover (the pruner's rule)
             recovery = dataclasses.replace(ctx.finetune_config(), epochs=section.recovery_epochs,
                                            seed=ctx.seed + 200 + round_index)
-            _float_finetune(ctx, candidate_model, recovery)
+            _float_finetune(ctx, candidate_model, recovery, candidate_hls)
             candidate_hls = _fit_types(ctx, candidate_model, candidate_hls)
             val, recovered = ctx.accuracy(candidate_model, candidate_hls), True
         accepted = baseline_val - val <= config.tolerance
@@ -129,7 +129,7 @@ def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fract
     if finetune.epochs > 0 and ctx.fixed_point_evaluation and section.qat:
         new_model = _quantization_aware_finetune(ctx, new_model, new_hls, finetune)
     elif finetune.epochs > 0:
-        _float_finetune(ctx, new_model, finetune)
+        _float_finetune(ctx, new_model, finetune, new_hls)
     return new_model, _fit_types(ctx, new_model, new_hls), choice
 
 
@@ -144,11 +144,18 @@ def _fit_types(ctx: RunContext, model: nn.Module, hls):
     return widen_to_fit(model, hls, ctx.splits.train, max_batches=8)
 
 
-def _float_finetune(ctx: RunContext, model: nn.Module, finetune) -> None:
+def _float_finetune(ctx: RunContext, model: nn.Module, finetune, hls) -> None:
+    """Masked fine-tuning; with `joint.lock_constants`, weights the round priced as shift-add constants (Latency
+    layers) stay on such codes, so the round's DSP count cannot grow while it trains (see JointSection)."""
     from tenfold.prune import MaskedFinetune
+    from tenfold.prune.constants import shift_add_lock
     from tenfold.train import fit
 
-    fit(model, ctx.splits.train, ctx.splits.val, finetune, callbacks=[MaskedFinetune(model)], progress=ctx.progress,
+    callbacks = [MaskedFinetune(model)]
+    lock = shift_add_lock(model, ctx.input_shape, hls) if ctx.config.joint.lock_constants else None
+    if lock is not None:
+        callbacks.append(lock)
+    fit(model, ctx.splits.train, ctx.splits.val, finetune, callbacks=callbacks, progress=ctx.progress,
         teacher=ctx.teacher())
     _requantize(model)
 
@@ -177,7 +184,7 @@ def _quantization_aware_finetune(ctx: RunContext, model: nn.Module, hls, finetun
     after = ctx.accuracy(model, hls)
     if after >= before:
         return model
-    _float_finetune(ctx, start, finetune)
+    _float_finetune(ctx, start, finetune, hls)
     return start if ctx.accuracy(start, hls) > after else model
 
 

@@ -21,6 +21,7 @@ from functools import partial
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from tenfold.errors import ConfigError
 from tenfold.hardware.arith import csd_digit_counts
@@ -66,9 +67,11 @@ def snap_to_table(values: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 class ShiftAddLock(Callback):
     """Straight-through projection of chosen weights onto cheap (shift-add) constants while training.
 
-    ``locks`` maps a module pruned with :mod:`torch.nn.utils.prune` (it has ``weight_orig`` and a mask hook that
-    recomputes ``weight`` before every forward) to (bool mask over its weight, sorted table of allowed values);
-    the projection hook runs after the mask hook.
+    ``locks`` maps a module to (bool mask over its weight, sorted table of allowed values). A module pruned with
+    :mod:`torch.nn.utils.prune` (``weight_orig`` and a mask hook that recomputes ``weight`` before every forward)
+    gets a second hook that runs after the mask hook; a plain weight gets a :mod:`torch.nn.utils.parametrize`
+    parametrization, removed (its snapped value kept) on release. Either way the optimiser keeps training the
+    same float tensor.
     """
 
     def __init__(self, locks: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -90,19 +93,40 @@ class ShiftAddLock(Callback):
         if self._handles:
             return
         for module, (mask, table) in self.locks.items():  # bound per module: a deep copy keeps working hooks
-            self._handles.append(module.register_forward_pre_hook(partial(_project, mask=mask, table=table)))
+            if hasattr(module, "weight_orig"):
+                self._handles.append(module.register_forward_pre_hook(partial(_project, mask=mask, table=table)))
+            else:
+                parametrize.register_parametrization(module, "weight", _Snap(mask, table))
+                self._handles.append(module)
 
     def release(self) -> None:
         """Stop projecting and write the locked weights back snapped, so the model keeps the cheap codes."""
         for handle in self._handles:
-            handle.remove()
+            if isinstance(handle, nn.Module):
+                parametrize.remove_parametrizations(handle, "weight", leave_parametrized=True)
+            else:
+                handle.remove()
         self._handles = []
         with torch.no_grad():
             for module, (mask, table) in self.locks.items():
+                if not hasattr(module, "weight_orig"):  # the parametrization left the snapped value behind
+                    continue
                 target = module.weight_orig
                 snapped = snap_to_table(target.detach(), table.to(target.device, target.dtype))
                 target.copy_(torch.where(mask.to(target.device), snapped, target))
                 module.weight = module.weight_orig * module.weight_mask  # what the mask hook would compute
+
+
+class _Snap(nn.Module):
+    """Parametrization: locked entries snapped in the forward pass, identity gradient (straight through)."""
+
+    def __init__(self, mask: torch.Tensor, table: torch.Tensor) -> None:
+        super().__init__()
+        self.mask, self.table = mask, table
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        snapped = snap_to_table(weight.detach(), self.table.to(weight.device, weight.dtype))
+        return weight + (torch.where(self.mask.to(weight.device), snapped, weight.detach()) - weight.detach())
 
 
 def _project(module: nn.Module, _inputs, *, mask: torch.Tensor, table: torch.Tensor) -> None:
@@ -117,9 +141,9 @@ def shift_add_lock(model: nn.Module, input_shape: tuple[int, ...], config: HLSCo
     """A lock for every folded layer (Latency strategy or reuse factor 1) whose weights are not all DSP products.
 
     A weight is locked when its current code has fewer CSD digits than ``params.csd_dsp_threshold`` — exactly the
-    weights the hardware model prices without a DSP. Layers narrow enough that every product goes to LUTs are
-    left alone, and so are layers without a pruning mask. Returns None when nothing needs locking (e.g. the
-    Resource strategy at a reuse factor > 1).
+    weights the hardware model prices without a DSP. Left alone: layers narrow enough that every product goes to
+    LUTs, and layers whose weight is already a parametrization (decomposed layers). Returns None when nothing
+    needs locking (e.g. the Resource strategy at a reuse factor > 1).
     """
     params = params or CostParams()
     wanted = set(layers) if layers is not None else None
@@ -136,8 +160,9 @@ def shift_add_lock(model: nn.Module, input_shape: tuple[int, ...], config: HLSCo
         if not folded or min(precision.width, incoming.width) <= params.lut_mult_max_bits:
             continue
         module = modules.get(spec.name)
-        if module is None or not hasattr(module, "weight_orig"):  # only pruned layers carry the hooks it needs
-            continue
+        plain = isinstance(getattr(module, "_parameters", {}).get("weight"), nn.Parameter)
+        if module is None or not (hasattr(module, "weight_orig") or plain) or parametrize.is_parametrized(module):
+            continue  # e.g. a decomposed layer, whose weight is regenerated from factors
         codes = weight_codes(module.weight.detach(), precision)
         cheap = csd_digit_counts(codes) < params.csd_dsp_threshold
         if not cheap.any():

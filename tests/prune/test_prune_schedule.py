@@ -33,6 +33,22 @@ def test_rejection_switches_to_bisection_with_limited_retries():
     assert run(schedule, lambda f: f <= 0.6) == [0.25, 0.5, 0.75] and schedule.low == 0.5
 
 
+def test_a_rejected_full_budget_is_tried_again_after_an_accepted_bisection():
+    outcomes = iter([True, True, True, False, True, True])  # 1.0 fails first, then passes from closer
+    schedule = Schedule("constant", 4, retries=2)
+    fractions = run(schedule, lambda f: next(outcomes))
+    assert fractions == [0.25, 0.5, 0.75, 1.0, 0.875, 1.0] and schedule.low == 1.0
+    outcomes = iter([True, True, True, False, True, False])
+    schedule = Schedule("constant", 4, retries=3)
+    fractions = run(schedule, lambda f: next(outcomes, True))
+    assert fractions == [0.25, 0.5, 0.75, 1.0, 0.875, 1.0, 0.9375]  # the retry failed: bisect again
+    plain = Schedule("constant", 4, retries=2, retarget=False)
+    outcomes = iter([True, True, True, False, True, True])
+    assert run(plain, lambda f: next(outcomes)) == [0.25, 0.5, 0.75, 1.0, 0.875, 0.9375]
+    restored = Schedule(**Schedule("constant", 4, retarget_next=True, bisecting=True).to_dict())
+    assert restored.retarget_next and restored.next_fraction() == 1.0
+
+
 def test_binary_search_converges_on_the_largest_accepted_fraction():
     schedule = Schedule("binary", 8)
     run(schedule, lambda f: f <= 0.3)

@@ -3,7 +3,9 @@
 A schedule yields the fraction of the way from the unpruned use to the final budget (0 → 1) for each
 step and learns from each step whether the model kept its accuracy. Constant and polynomial schedules
 switch to bisecting between the last accepted and the first rejected fraction for `retries` more steps
-once a step fails, instead of giving up at the first failure.
+once a step fails, instead of giving up at the first failure. When the failed step aimed at the budget itself
+(fraction 1) and a bisection step is then accepted, the next step aims at the budget again (`retarget`): the
+failure came from a model further away, and the accepted one is a smaller step from it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Schedule:
     bisecting: bool = False
     retries_used: int = 0
     finished: bool = False
+    retarget: bool = True  # after an accepted bisection below a rejected full budget, aim at the budget again
+    retarget_next: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
@@ -49,7 +53,7 @@ class Schedule:
         if self.kind == "binary":
             return 1.0 if self.step == 0 else (self.low + self.high) / 2.0
         if self.bisecting:
-            return (self.low + self.high) / 2.0
+            return self.high if self.retarget_next else (self.low + self.high) / 2.0
         t = (self.planned + 1) / self.steps
         if self.kind == "constant":
             return t
@@ -67,6 +71,7 @@ class Schedule:
             return
         if self.bisecting:
             self.retries_used += 1
+            self.retarget_next = self.retarget and accepted and self.high >= 1.0 and not self.retarget_next
         elif accepted:
             self.planned += 1
         else:
@@ -74,12 +79,14 @@ class Schedule:
         self.finished = (
             self.low >= 1.0
             or (not self.bisecting and self.planned >= self.steps)
-            or (self.bisecting and (self.retries_used >= self.retries or self.high - self.low < 1e-3))
+            or (self.bisecting and (self.retries_used >= self.retries
+                                    or (self.high - self.low < 1e-3 and not self.retarget_next)))
         )
 
     def to_dict(self) -> dict:
         return {
             "kind": self.kind, "steps": self.steps, "power": self.power, "retries": self.retries, "low": self.low,
             "high": self.high, "step": self.step, "planned": self.planned, "bisecting": self.bisecting,
-            "retries_used": self.retries_used, "finished": self.finished,
+            "retries_used": self.retries_used, "finished": self.finished, "retarget": self.retarget,
+            "retarget_next": self.retarget_next,
         }

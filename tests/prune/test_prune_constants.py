@@ -19,7 +19,7 @@ from tenfold.hardware.cost import CostParams, weight_codes
 from tenfold.hardware.fixed_point import FixedPoint
 from tenfold.models import create
 from tenfold.prune import MaskedFinetune, PruneConfig, Pruner, apply_masks
-from tenfold.prune.constants import cheap_codes, shift_add_lock, snap_to_table
+from tenfold.prune.constants import cheap_codes, dear_codes, shift_add_lock, snap_to_table
 from tenfold.train import TrainConfig, fit
 
 pytest.importorskip("tenfold.knapsack")
@@ -83,7 +83,7 @@ def test_fine_tuning_revives_dsps_unless_the_cheap_constants_are_locked(digits_m
     assert locker is not None and locker.n_locked > 0
     threshold = CostParams().csd_dsp_threshold
     precision = hls.default.precision.weight
-    for module, (mask, _) in locker.locks.items():
+    for module, [(mask, _)] in locker.locks.items():
         codes = weight_codes(module.weight, precision)
         assert np.all(csd_digit_counts(codes[mask.numpy()]) < threshold)
         assert torch.equal(module.weight, module.weight_orig * module.weight_mask)  # released and refreshed
@@ -94,7 +94,7 @@ def test_locked_forward_sees_snapped_weights_and_gradients_pass_through(digits_m
     hls = make_config(strategy="Latency", reuse_factor=1)
     masked = _masked(model)
     locker = shift_add_lock(masked, (64,), hls)
-    module, (mask, table) = next(iter(locker.locks.items()))
+    module, [(mask, table)] = next(iter(locker.locks.items()))
     locker.attach()
     clone = copy.deepcopy(masked)  # hooks survive a deep copy (they are bound per module, not to the lock)
     x = torch.randn(5, 64)
@@ -106,6 +106,34 @@ def test_locked_forward_sees_snapped_weights_and_gradients_pass_through(digits_m
     assert module.weight_orig.grad is not None and module.weight_orig.grad[mask].abs().sum() > 0
     locker.release()
     locker.release()  # idempotent
+
+
+@settings(max_examples=20, deadline=None)
+@given(width=st.integers(2, 12), integer=st.integers(-2, 8), digits=st.integers(1, 4))
+def test_dear_codes_complement_the_cheap_ones(width, integer, digits):
+    precision = FixedPoint(width, integer)
+    every = np.arange(precision.min_code, precision.max_code + 1)
+    both = np.sort(np.concatenate([cheap_codes(precision, digits - 1), dear_codes(precision, digits)]))
+    assert np.array_equal(both, every)
+
+
+def test_both_ways_keeps_every_weight_in_its_cost_class(digits_mlp):
+    model, splits = digits_mlp
+    hls = make_config(strategy="Latency", reuse_factor=1)
+    masked = _masked(model)
+    threshold = CostParams().csd_dsp_threshold
+    precision = hls.default.precision.weight
+    classes_before = {name: csd_digit_counts(weight_codes(m.weight, precision)) >= threshold
+                      for name, m in masked.named_modules() if isinstance(m, nn.Linear)}
+    cost_before = estimate(masked, (64,), hls).totals
+    locker = shift_add_lock(masked, (64,), hls, both_ways=True)
+    fit(masked, splits.train, splits.val, TrainConfig(epochs=3, lr=1e-2, seed=1),
+        callbacks=[MaskedFinetune(masked), locker], progress=False)
+    for name, m in masked.named_modules():
+        if isinstance(m, nn.Linear):
+            after = csd_digit_counts(weight_codes(m.weight, precision)) >= threshold
+            assert np.array_equal(after, classes_before[name]), name
+    assert estimate(masked, (64,), hls).totals["dsp"] == cost_before["dsp"]
 
 
 def test_no_lock_for_resource_layers(digits_mlp):
@@ -135,3 +163,15 @@ def test_latency_pruning_steps_stay_within_their_dsp_targets(digits_mlp):
     for step in result.report.steps:
         assert step.resources["dsp"] <= step.targets["dsp<=0.3x"] + 1e-6, step
     assert result.report.met_budget
+
+
+def test_latency_pruning_under_a_lut_cap_keeps_both_counts_within_each_step(digits_mlp):
+    model, splits = digits_mlp
+    hls = make_config(strategy="Latency", reuse_factor=1)
+    config = PruneConfig(budget="dsp<=0.3x,lut<=0.5x", structure="pattern", steps=3, tolerance=0.5,
+                         finetune=TrainConfig(epochs=2, lr=1e-2, seed=0), repair=False)
+    result = Pruner(config, hls, (64,)).fit(model, splits.train, splits.val, progress=False)
+    for step in result.report.steps:
+        assert step.resources["dsp"] <= step.targets["dsp<=0.3x"] + 1e-6, step
+        # every weight keeps its cost class and digit count; only biases (not locked) may add an adder
+        assert step.resources["lut"] <= 1.02 * step.targets["lut<=0.5x"], step

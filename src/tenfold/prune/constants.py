@@ -10,7 +10,11 @@ after all — a Latency model pruned to a 5% DSP budget came out of fine-tuning 
 pass sees every locked weight snapped to the nearest value of its fixed-point type with fewer CSD digits than
 the DSP threshold, gradients reach the float weight unchanged (so a weight can still walk to another cheap
 value), and when training ends the locked weights are written back snapped. Weights priced as DSP products are
-left free: if one drifts to a cheap code, the design only gets smaller.
+left free by default: if one drifts to a cheap code, it trades a DSP for LUT adders. When the budget also caps
+LUTs that trade breaks it (a jet MLP pruned to ``dsp<=0.05x,lut<=0.05x`` ended 35% over its LUT cap), so
+``both_ways=True`` also keeps DSP products on codes with at least the threshold's digits (for weight types up to
+20 bits, where the table of such codes stays small) and every cheap weight at its exact digit count (a zero
+stays zero: a pruned-in-all-but-name weight that grows back costs an accumulation adder).
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from tenfold.hardware.hls_config import HLSConfig, Strategy
 from tenfold.hardware.layers import extract_layers
 from tenfold.train.callbacks import Callback, TrainState
 
-__all__ = ["ShiftAddLock", "cheap_codes", "shift_add_lock", "snap_to_table"]
+__all__ = ["ShiftAddLock", "cheap_codes", "dear_codes", "shift_add_lock", "snap_to_table"]
 
 _MAX_TABLE = 2_000_000
+DEAR_MAX_WIDTH = 20  # widest weight type whose DSP-product codes are tabulated (2^20 codes)
 
 
 def cheap_codes(precision: FixedPoint, max_digits: int) -> np.ndarray:
@@ -57,6 +62,15 @@ def cheap_codes(precision: FixedPoint, max_digits: int) -> np.ndarray:
     return codes[csd_digit_counts(codes) <= max_digits]
 
 
+def dear_codes(precision: FixedPoint, min_digits: int) -> np.ndarray:
+    """Sorted integer codes of ``precision`` with at least ``min_digits`` non-zero CSD digits (the DSP products)."""
+    if precision.width > DEAR_MAX_WIDTH:
+        raise ConfigError(f"tabulating the DSP-product codes of a {precision.width}-bit type is too large "
+                          f"(at most {DEAR_MAX_WIDTH} bits)")
+    every = np.arange(precision.min_code, precision.max_code + 1, dtype=np.int64)
+    return every[csd_digit_counts(every) >= min_digits]
+
+
 def snap_to_table(values: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Each value replaced by the nearest entry of the sorted 1-D ``table`` (ties go to the smaller entry)."""
     index = torch.searchsorted(table, values.contiguous()).clamp(1, table.numel() - 1)
@@ -67,20 +81,21 @@ def snap_to_table(values: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 class ShiftAddLock(Callback):
     """Straight-through projection of chosen weights onto cheap (shift-add) constants while training.
 
-    ``locks`` maps a module to (bool mask over its weight, sorted table of allowed values). A module pruned with
+    ``locks`` maps a module to a list of (bool mask over its weight, sorted table of the values those weights may
+    take); the masks do not overlap. A module pruned with
     :mod:`torch.nn.utils.prune` (``weight_orig`` and a mask hook that recomputes ``weight`` before every forward)
     gets a second hook that runs after the mask hook; a plain weight gets a :mod:`torch.nn.utils.parametrize`
     parametrization, removed (its snapped value kept) on release. Either way the optimiser keeps training the
     same float tensor.
     """
 
-    def __init__(self, locks: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def __init__(self, locks: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]) -> None:
         self.locks = locks
         self._handles: list = []
 
     @property
     def n_locked(self) -> int:
-        return int(sum(int(mask.sum()) for mask, _ in self.locks.values()))
+        return int(sum(int(mask.sum()) for classes in self.locks.values() for mask, _ in classes))
 
     def on_train_begin(self, state: TrainState) -> None:
         self.attach()
@@ -92,11 +107,11 @@ class ShiftAddLock(Callback):
         """Start projecting in every forward pass (idempotent)."""
         if self._handles:
             return
-        for module, (mask, table) in self.locks.items():  # bound per module: a deep copy keeps working hooks
+        for module, classes in self.locks.items():  # bound per module: a deep copy keeps working hooks
             if hasattr(module, "weight_orig"):
-                self._handles.append(module.register_forward_pre_hook(partial(_project, mask=mask, table=table)))
+                self._handles.append(module.register_forward_pre_hook(partial(_project, classes=classes)))
             else:
-                parametrize.register_parametrization(module, "weight", _Snap(mask, table))
+                parametrize.register_parametrization(module, "weight", _Snap(classes))
                 self._handles.append(module)
 
     def release(self) -> None:
@@ -108,47 +123,57 @@ class ShiftAddLock(Callback):
                 handle.remove()
         self._handles = []
         with torch.no_grad():
-            for module, (mask, table) in self.locks.items():
+            for module, classes in self.locks.items():
                 if not hasattr(module, "weight_orig"):  # the parametrization left the snapped value behind
                     continue
                 target = module.weight_orig
-                snapped = snap_to_table(target.detach(), table.to(target.device, target.dtype))
-                target.copy_(torch.where(mask.to(target.device), snapped, target))
+                target.copy_(_snapped(target.detach(), classes))
                 module.weight = module.weight_orig * module.weight_mask  # what the mask hook would compute
+
+
+def _snapped(weight: torch.Tensor, classes) -> torch.Tensor:
+    """``weight`` with each class's entries moved to the nearest value of that class's table."""
+    out = weight
+    for mask, table in classes:
+        snapped = snap_to_table(weight, table.to(weight.device, weight.dtype))
+        out = torch.where(mask.to(weight.device), snapped, out)
+    return out
 
 
 class _Snap(nn.Module):
     """Parametrization: locked entries snapped in the forward pass, identity gradient (straight through)."""
 
-    def __init__(self, mask: torch.Tensor, table: torch.Tensor) -> None:
+    def __init__(self, classes) -> None:
         super().__init__()
-        self.mask, self.table = mask, table
+        self.classes = classes
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        snapped = snap_to_table(weight.detach(), self.table.to(weight.device, weight.dtype))
-        return weight + (torch.where(self.mask.to(weight.device), snapped, weight.detach()) - weight.detach())
+        return weight + (_snapped(weight.detach(), self.classes) - weight.detach())
 
 
-def _project(module: nn.Module, _inputs, *, mask: torch.Tensor, table: torch.Tensor) -> None:
+def _project(module: nn.Module, _inputs, *, classes) -> None:
     """Forward sees the locked weights snapped; the gradient passes straight through to the float weight."""
     weight = module.weight
-    snapped = snap_to_table(weight.detach(), table.to(weight.device, weight.dtype))
-    module.weight = weight + (torch.where(mask.to(weight.device), snapped, weight.detach()) - weight.detach())
+    module.weight = weight + (_snapped(weight.detach(), classes) - weight.detach())
 
 
 def shift_add_lock(model: nn.Module, input_shape: tuple[int, ...], config: HLSConfig,
-                   params: CostParams | None = None, layers: Iterable[str] | None = None) -> ShiftAddLock | None:
+                   params: CostParams | None = None, layers: Iterable[str] | None = None,
+                   both_ways: bool = False) -> ShiftAddLock | None:
     """A lock for every folded layer (Latency strategy or reuse factor 1) whose weights are not all DSP products.
 
     A weight is locked when its current code has fewer CSD digits than ``params.csd_dsp_threshold`` — exactly the
     weights the hardware model prices without a DSP. Left alone: layers narrow enough that every product goes to
     LUTs, and layers whose weight is already a parametrization (decomposed layers). Returns None when nothing
-    needs locking (e.g. the Resource strategy at a reuse factor > 1).
+    needs locking (e.g. the Resource strategy at a reuse factor > 1). ``both_ways`` keeps every weight's exact
+    CSD digit count below the threshold (a zero stays zero, a power of two stays a power of two) and the DSP
+    products on DSP-product codes (weight types up to 20 bits), so neither the DSP nor the LUT count of the
+    weights moves while training; pass it when the budget caps LUTs.
     """
     params = params or CostParams()
     wanted = set(layers) if layers is not None else None
     modules = dict(model.named_modules())
-    locks: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+    locks: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     data_precision = config.default.precision.result
     for spec in extract_layers(model, input_shape):
         incoming, data_precision = data_precision, config.layer(spec.name).precision.result
@@ -164,9 +189,23 @@ def shift_add_lock(model: nn.Module, input_shape: tuple[int, ...], config: HLSCo
         if module is None or not (hasattr(module, "weight_orig") or plain) or parametrize.is_parametrized(module):
             continue  # e.g. a decomposed layer, whose weight is regenerated from factors
         codes = weight_codes(module.weight.detach(), precision)
-        cheap = csd_digit_counts(codes) < params.csd_dsp_threshold
-        if not cheap.any():
-            continue
-        table = torch.from_numpy(cheap_codes(precision, params.csd_dsp_threshold - 1) * precision.lsb)
-        locks[module] = (torch.from_numpy(cheap.reshape(module.weight.shape)), table)
+        digits = csd_digit_counts(codes).reshape(module.weight.shape)
+        cheap = digits < params.csd_dsp_threshold
+        classes = []
+        if both_ways:  # exact digit counts: a zero stays zero (no new accumulation adder), one adder stays one
+            tabulated = cheap_codes(precision, params.csd_dsp_threshold - 1)
+            for count in range(params.csd_dsp_threshold):
+                members = digits == count
+                if members.any():
+                    table = tabulated[csd_digit_counts(tabulated) == count] * precision.lsb
+                    classes.append((torch.from_numpy(members), torch.from_numpy(table)))
+        elif cheap.any():
+            table = torch.from_numpy(cheap_codes(precision, params.csd_dsp_threshold - 1) * precision.lsb)
+            classes.append((torch.from_numpy(cheap), table))
+        if both_ways and precision.width <= DEAR_MAX_WIDTH and not cheap.all():
+            table = torch.from_numpy(dear_codes(precision, params.csd_dsp_threshold) * precision.lsb)
+            if table.numel():
+                classes.append((torch.from_numpy(~cheap), table))
+        if classes:
+            locks[module] = classes
     return ShiftAddLock(locks) if locks else None

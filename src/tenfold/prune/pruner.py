@@ -70,7 +70,8 @@ class PruneConfig:
     repair: bool = True  # one more step at the full budget when fine-tuning left the accepted model over it
     recovery_epochs: int = 0  # extra fine-tuning for a step that ends below the tolerance, before rejecting it
     # Latency / RF 1 layers: weights priced as shift-add constants (few CSD digits, no DSP) stay so while
-    # fine-tuning (straight-through projection), so the DSP count the knapsack chose survives training
+    # fine-tuning (straight-through projection), so the DSP count the knapsack chose survives training; with a
+    # LUT term in the budget, DSP products also stay DSP products (their LUT cost holds too)
     lock_constants: bool = True
     uniform_costs: bool = False  # benchmarks only: price every structure equally, as hls4ml's DAP does
 
@@ -340,7 +341,9 @@ class Pruner:
             groups = {layer.name: torch.from_numpy(layer.group_of_weight) for layer in structures.layers}
             callbacks.append(GroupLasso(model, groups, cfg.regularization))
         if cfg.lock_constants:
-            lock = shift_add_lock(model, self.input_shape, self.hls, self.cost_model.params, layers=cfg.layers)
+            caps_luts = any(limit.resource == "lut" for limit in self.budget.limits)
+            lock = shift_add_lock(model, self.input_shape, self.hls, self.cost_model.params, layers=cfg.layers,
+                                  both_ways=caps_luts)
             if lock is not None:
                 callbacks.append(lock)
         return callbacks

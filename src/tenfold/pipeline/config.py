@@ -133,9 +133,9 @@ class JointSection:
     recovery_epochs: int = 0  # extra fine-tuning for a round that ends below the tolerance, before rejecting it
     retries: int = 2  # after a rejected round: rounds bisecting between the last accepted and the rejected target
     qat: bool = False  # fine-tune precision rounds through the fixed-point types (falls back to float if worse)
-    # Latency layers: weights priced without a DSP stay so while fine-tuning. Off by default here: with a LUT term
-    # in the budget it blocks the DSP->LUT trade that fine-tuning otherwise makes (digits MLP demo: 1,045 DSPs with
-    # the lock vs 554 without; examples/digits_mlp_joint.yaml missed its budget with it, met it without)
+    # Latency layers: weights keep the cost class the round priced them in while fine-tuning (both ways when the
+    # budget caps LUTs). Off by default: no gain measured here — examples/digits_mlp_joint.yaml meets its budget
+    # with it (1,033 DSPs, test 94.71%) and without (1,050, 95.26%); a one-way lock missed it (1,444 DSPs)
     lock_constants: bool = False
 
 

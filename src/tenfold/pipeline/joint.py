@@ -147,12 +147,15 @@ def _fit_types(ctx: RunContext, model: nn.Module, hls):
 def _float_finetune(ctx: RunContext, model: nn.Module, finetune, hls) -> None:
     """Masked fine-tuning; with `joint.lock_constants`, weights the round priced as shift-add constants (Latency
     layers) stay on such codes, so the round's DSP count cannot grow while it trains (see JointSection)."""
-    from tenfold.prune import MaskedFinetune
+    from tenfold.prune import Budget, MaskedFinetune
     from tenfold.prune.constants import shift_add_lock
     from tenfold.train import fit
 
     callbacks = [MaskedFinetune(model)]
-    lock = shift_add_lock(model, ctx.input_shape, hls) if ctx.config.joint.lock_constants else None
+    lock = None
+    if ctx.config.joint.lock_constants:
+        caps_luts = any(limit.resource == "lut" for limit in Budget.parse(ctx.config.budget).limits)
+        lock = shift_add_lock(model, ctx.input_shape, hls, both_ways=caps_luts)
     if lock is not None:
         callbacks.append(lock)
     fit(model, ctx.splits.train, ctx.splits.val, finetune, callbacks=callbacks, progress=ctx.progress,

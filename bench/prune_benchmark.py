@@ -53,7 +53,7 @@ def cases(quick: bool, mnist_val_fraction: float):
     return out
 
 
-def hls_modes(dsp_share: float = 0.05, latency_lut: float | None = 0.1):
+def hls_modes(dsp_share: float = 0.05, latency_lut: float | None = 0.5):
     """(name, HLS options, tenfold's budget, DAP-like budget: DSP only — it cannot target BRAM at 16 bits, nor LUTs).
 
     Under the Latency strategy a DSP-only budget lets the knapsack keep every weight it can as a shift-add
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="*", default=None, help="substrings of the HLS modes to run")
     parser.add_argument("--dsp-budget", type=float, default=0.05,
                         help="DSP budget as a share of the baseline (the pruner stops earlier at the tolerance)")
-    parser.add_argument("--latency-lut", type=float, default=0.1,
+    parser.add_argument("--latency-lut", type=float, default=0.5,
                         help="LUT cap of tenfold's Latency budget, as a share of the baseline (<= 0: no LUT cap)")
     parser.add_argument("--name", default="prune_benchmark", help="results file name under bench/results")
     args = parser.parse_args()

@@ -42,6 +42,7 @@ def test_snap_picks_the_nearest_table_entry(values):
     nearest = (x[:, None] - table[None, :]).abs().min(dim=1).values
     assert torch.allclose((x - snapped).abs(), nearest)
     assert all(v in table.tolist() for v in snapped.tolist())
+    assert torch.equal(snap_to_table(x, torch.zeros(1, dtype=torch.float64)), torch.zeros_like(x))
 
 
 @pytest.fixture(scope="module")

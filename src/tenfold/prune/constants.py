@@ -73,20 +73,21 @@ def dear_codes(precision: FixedPoint, min_digits: int) -> np.ndarray:
 
 def snap_to_table(values: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Each value replaced by the nearest entry of the sorted 1-D ``table`` (ties go to the smaller entry)."""
+    if table.numel() == 1:
+        return table.expand_as(values).clone()
     index = torch.searchsorted(table, values.contiguous()).clamp(1, table.numel() - 1)
     low, high = table[index - 1], table[index]
     return torch.where(values - low <= high - values, low, high)
 
 
 class ShiftAddLock(Callback):
-    """Straight-through projection of chosen weights onto cheap (shift-add) constants while training.
+    """Straight-through projection of chosen weights onto the codes of their cost class while training.
 
     ``locks`` maps a module to a list of (bool mask over its weight, sorted table of the values those weights may
-    take); the masks do not overlap. A module pruned with
-    :mod:`torch.nn.utils.prune` (``weight_orig`` and a mask hook that recomputes ``weight`` before every forward)
-    gets a second hook that runs after the mask hook; a plain weight gets a :mod:`torch.nn.utils.parametrize`
-    parametrization, removed (its snapped value kept) on release. Either way the optimiser keeps training the
-    same float tensor.
+    take); the masks do not overlap. A module pruned with :mod:`torch.nn.utils.prune` (``weight_orig`` and a mask
+    hook that recomputes ``weight`` before every forward) gets a second hook that runs after the mask hook; a
+    plain weight gets a :mod:`torch.nn.utils.parametrize` parametrization, removed (its snapped value kept) on
+    release. Either way the optimiser keeps training the same float tensor.
     """
 
     def __init__(self, locks: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]) -> None:

@@ -3,7 +3,7 @@ DAP-like and unstructured baselines (the published 55–92% fewer DSPs, up to 81
 
 The experiment itself is `bench/prune_benchmark.py`; this entry point runs it with the published setting's
 options and writes bench/results/prune_benchmark.{json,md}.
-Run: .venv/bin/python bench/reproduce/pruning.py [--quick] [--steps N] [--finetune-epochs N]
+Run: .venv/bin/python bench/reproduce/pruning.py [--quick] [--steps N] [--finetune-samples N] [--recovery-epochs N]
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from tenfold.prune import (
 
 def test_budget_parsing_and_resolution():
     budget = Budget.parse("dsp<=0.1x, bram<=20%; lut<=50000, fc1.dsp<=16, params<=0.5x")
+    assert budget.caps("lut") and budget.caps("dsp") and not Budget.parse("dsp<=0.1x").caps("lut")
     assert [limit.describe() for limit in budget.limits] == [
         "dsp<=0.1x", "bram18<=20%", "lut<=50000", "fc1.dsp<=16", "params<=0.5x"]
     model = create("jet_mlp")

@@ -5,22 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tenfold.data import load_digits
 from tenfold.hardware import estimate, make_config
-from tenfold.models import create
 from tenfold.prune import BudgetInfeasible, PruneConfig, Pruner, current_masks
-from tenfold.train import TrainConfig, fit
+from tenfold.train import TrainConfig
 
 pytest.importorskip("tenfold.knapsack")
 
 
 @pytest.fixture(scope="module")
-def trained():
-    splits = load_digits(seed=0, flatten=True)
-    torch.manual_seed(0)
-    model = create("jet_mlp", in_features=64, num_classes=10)
-    fit(model, splits.train, splits.val, TrainConfig(epochs=25, lr=3e-3, seed=0), progress=False)
-    return model, splits
+def trained(trained_digits_mlp):
+    return trained_digits_mlp
 
 
 def resource_config():

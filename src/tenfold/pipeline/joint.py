@@ -154,8 +154,7 @@ def _float_finetune(ctx: RunContext, model: nn.Module, finetune, hls) -> None:
     callbacks = [MaskedFinetune(model)]
     lock = None
     if ctx.config.joint.lock_constants:
-        caps_luts = any(limit.resource == "lut" for limit in Budget.parse(ctx.config.budget).limits)
-        lock = shift_add_lock(model, ctx.input_shape, hls, both_ways=caps_luts)
+        lock = shift_add_lock(model, ctx.input_shape, hls, both_ways=Budget.parse(ctx.config.budget).caps("lut"))
     if lock is not None:
         callbacks.append(lock)
     fit(model, ctx.splits.train, ctx.splits.val, finetune, callbacks=callbacks, progress=ctx.progress,

@@ -86,6 +86,10 @@ class Budget:
     def describe(self) -> str:
         return ",".join(limit.describe() for limit in self.limits)
 
+    def caps(self, resource: str) -> bool:
+        """Whether some limit (model-wide or per layer) bounds `resource` ("dsp", "bram18", "lut", ...)."""
+        return any(limit.resource == resource for limit in self.limits)
+
     def resolve(self, baseline: ModelCost, baseline_params: dict[str, int]) -> list[tuple[Limit, float]]:
         """Absolute capacity of every limit, given the unpruned model's cost and parameter counts per layer."""
         resolved = []

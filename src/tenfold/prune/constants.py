@@ -136,7 +136,7 @@ def _snapped(weight: torch.Tensor, classes) -> torch.Tensor:
     """``weight`` with each class's entries moved to the nearest value of that class's table."""
     out = weight
     for mask, table in classes:
-        snapped = snap_to_table(weight, table.to(weight.device, weight.dtype))
+        snapped = snap_to_table(weight, table.to(weight.device, weight.dtype))  # no-op: built in this dtype
         out = torch.where(mask.to(weight.device), snapped, out)
     return out
 
@@ -189,6 +189,7 @@ def shift_add_lock(model: nn.Module, input_shape: tuple[int, ...], config: HLSCo
         plain = isinstance(getattr(module, "_parameters", {}).get("weight"), nn.Parameter)
         if module is None or not (hasattr(module, "weight_orig") or plain) or parametrize.is_parametrized(module):
             continue  # e.g. a decomposed layer, whose weight is regenerated from factors
+        dtype = module.weight.dtype  # tables are built once in the weight's dtype (exact up to 24-bit codes)
         codes = weight_codes(module.weight.detach(), precision)
         digits = csd_digit_counts(codes).reshape(module.weight.shape)
         cheap = digits < params.csd_dsp_threshold
@@ -199,12 +200,12 @@ def shift_add_lock(model: nn.Module, input_shape: tuple[int, ...], config: HLSCo
                 members = digits == count
                 if members.any():
                     table = tabulated[csd_digit_counts(tabulated) == count] * precision.lsb
-                    classes.append((torch.from_numpy(members), torch.from_numpy(table)))
+                    classes.append((torch.from_numpy(members), torch.from_numpy(table).to(dtype)))
         elif cheap.any():
-            table = torch.from_numpy(cheap_codes(precision, params.csd_dsp_threshold - 1) * precision.lsb)
+            table = torch.from_numpy(cheap_codes(precision, params.csd_dsp_threshold - 1) * precision.lsb).to(dtype)
             classes.append((torch.from_numpy(cheap), table))
         if both_ways and precision.width <= DEAR_MAX_WIDTH and not cheap.all():
-            table = torch.from_numpy(dear_codes(precision, params.csd_dsp_threshold) * precision.lsb)
+            table = torch.from_numpy(dear_codes(precision, params.csd_dsp_threshold) * precision.lsb).to(dtype)
             if table.numel():
                 classes.append((torch.from_numpy(~cheap), table))
         if classes:

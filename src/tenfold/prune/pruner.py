@@ -341,9 +341,8 @@ class Pruner:
             groups = {layer.name: torch.from_numpy(layer.group_of_weight) for layer in structures.layers}
             callbacks.append(GroupLasso(model, groups, cfg.regularization))
         if cfg.lock_constants:
-            caps_luts = any(limit.resource == "lut" for limit in self.budget.limits)
             lock = shift_add_lock(model, self.input_shape, self.hls, self.cost_model.params, layers=cfg.layers,
-                                  both_ways=caps_luts)
+                                  both_ways=self.budget.caps("lut"))
             if lock is not None:
                 callbacks.append(lock)
         return callbacks

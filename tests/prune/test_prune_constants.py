@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import parametrize
 
+from tenfold.errors import ConfigError, ModelError
 from tenfold.hardware import estimate, make_config
 from tenfold.hardware.arith import csd_digit_counts
 from tenfold.hardware.cost import CostParams, weight_codes
@@ -134,6 +135,17 @@ def test_both_ways_keeps_every_weight_in_its_cost_class(digits_mlp):
 def test_no_lock_for_resource_layers(digits_mlp):
     model, _ = digits_mlp
     assert shift_add_lock(_masked(model), (64,), make_config(strategy="Resource", reuse_factor=8)) is None
+
+
+def test_bad_lock_requests_are_named(digits_mlp):
+    model, _ = digits_mlp
+    hls = make_config(strategy="Latency", reuse_factor=1)
+    with pytest.raises(ConfigError, match=r"unknown layer.*fc9"):
+        shift_add_lock(_masked(model), (64,), hls, layers=["fc1", "fc9"])
+    with pytest.raises(ModelError, match="inputs of shape"):
+        shift_add_lock(_masked(model), (63,), hls)
+    with pytest.raises(ConfigError, match="max_digits"):
+        cheap_codes(FixedPoint(16, 6), -1)
 
 
 def test_unpruned_layers_are_locked_through_a_parametrization(digits_mlp):

@@ -176,7 +176,11 @@ def shift_add_lock(model: nn.Module, input_shape: tuple[int, ...], config: HLSCo
     modules = dict(model.named_modules())
     locks: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     data_precision = config.default.precision.result
-    for spec in extract_layers(model, input_shape):
+    specs = extract_layers(model, input_shape)
+    weighted = [spec.name for spec in specs if spec.has_weights]
+    if wanted is not None and wanted - set(weighted):
+        raise ConfigError(f"unknown layer(s) {sorted(wanted - set(weighted))}; weighted layers: {', '.join(weighted)}")
+    for spec in specs:
         incoming, data_precision = data_precision, config.layer(spec.name).precision.result
         if not spec.has_weights or (wanted is not None and spec.name not in wanted):
             continue

@@ -1,0 +1,78 @@
+"""One tenfold pruning run with its step log: the quick experiment behind the pruning benchmark's tuning notes.
+
+Same models, data and HLS settings as `bench/prune_benchmark.py`, but tenfold only (no baselines) and every
+pruner option on the command line (regularisation, retries, budget), so one setting costs one run. Prints the
+step table and writes bench/results/<name>.{json,md}.
+
+Run: .venv/bin/python bench/prune_run.py --case jet-MLP --mode Resource --epochs 13 --recovery-epochs 14 --reg 5e-5
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from _common import markdown_table, write_results
+from prune_benchmark import cases, hls_modes
+from tenfold.hardware import estimate, make_config
+from tenfold.hardware.estimate import uniform_reuse_config
+from tenfold.models import create, kwargs_for_data
+from tenfold.prune import PruneConfig, Pruner
+from tenfold.train import TrainConfig, evaluate, fit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--case", default="jet-MLP", help="substring of a benchmark case (jet-MLP, Fashion)")
+    parser.add_argument("--mode", default="Latency", help="substring of an HLS mode (Resource, Latency)")
+    parser.add_argument("--budget", default=None, help="default: the benchmark's tenfold budget for the mode")
+    parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs per step")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--retries", type=int, default=2)
+    parser.add_argument("--distill", type=float, default=0.5)
+    parser.add_argument("--tolerance", type=float, default=0.008)
+    parser.add_argument("--reg", type=float, default=0.0, help="group-lasso strength on the pruning structures")
+    parser.add_argument("--recovery-epochs", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name", default="prune_run", help="results file name under bench/results")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    case_name, model_name, loader, train_config = next(c for c in cases(False, 0.2) if args.case in c[0])
+    mode_name, options, default_budget, _ = next(m for m in hls_modes() if args.mode in m[0])
+    splits = loader()
+    torch.manual_seed(0)
+    model = create(model_name, **kwargs_for_data(model_name, splits.input_shape, splits.num_classes))
+    fit(model, splits.train, splits.val, train_config, progress=False)
+    hls = uniform_reuse_config(make_config(precision="fixed<16,6>", **options), model, splits.input_shape)
+    config = PruneConfig(budget=args.budget or default_budget, structure="pattern", steps=args.steps,
+                         retries=args.retries, tolerance=args.tolerance, regularization=args.reg, seed=0,
+                         recovery_epochs=args.recovery_epochs,
+                         finetune=TrainConfig(epochs=args.epochs, lr=args.lr, seed=0, distill_alpha=args.distill))
+    started = time.perf_counter()
+    result = Pruner(config, hls, splits.input_shape).fit(model, splits.train, splits.val, progress=False)
+    seconds = time.perf_counter() - started
+    base, final = (estimate(m, splits.input_shape, hls).totals for m in (model, result.model))
+    test_before, test_after = evaluate(model, splits.test).accuracy, evaluate(result.model, splits.test).accuracy
+    steps = [[s.step, f"{s.fraction:.4f}", f"{100 * s.val_accuracy:.2f}%", s.accepted, s.recovered, s.repair,
+              f"{s.resources['dsp']:,.0f}", f"{s.resources['lut']:,.0f}"] for s in result.report.steps]
+    table = markdown_table(["step", "fraction", "val", "accepted", "recovered", "repair", "DSP", "LUT"], steps)
+    summary = {"case": case_name, "hls": mode_name, "budget": config.budget, "met_budget": result.report.met_budget,
+               "dsp_reduction": 1 - final["dsp"] / base["dsp"],
+               "bram18_reduction": 1 - final["bram18"] / base["bram18"] if base["bram18"] else 0.0,
+               "lut": [base["lut"], final["lut"]], "val": [result.report.baseline_accuracy,
+                                                           result.report.final_accuracy],
+               "test": [test_before, test_after], "seconds": seconds}
+    line = (f"{case_name}, {mode_name}, budget {config.budget}: DSP −{100 * summary['dsp_reduction']:.1f}%, "
+            f"BRAM18 −{100 * summary['bram18_reduction']:.1f}%, LUT {base['lut']:,.0f} → {final['lut']:,.0f}, "
+            f"val {100 * summary['val'][0]:.2f} → {100 * summary['val'][1]:.2f}%, test {100 * test_before:.2f} → "
+            f"{100 * test_after:.2f}%, budget {'met' if result.report.met_budget else 'not met'}, {seconds:.0f} s")
+    print(table + "\n\n" + line)
+    write_results(args.name, {"args": vars(args), "summary": summary},
+                  f"# Pruning run\n\n`{vars(args)}`\n\n{line}\n\n{table}")
+
+
+if __name__ == "__main__":
+    main()

@@ -117,7 +117,8 @@ def main() -> None:
             continue
         splits = loader()
         epochs = 1 if args.quick else max(1, round(args.finetune_samples / len(splits.train)))
-        finetune = TrainConfig(epochs=epochs, lr=args.lr, seed=0, distill_alpha=args.distill)
+        # every method's steps end on their last epoch: the validation set that judges them does not pick the epoch
+        finetune = TrainConfig(epochs=epochs, lr=args.lr, seed=0, distill_alpha=args.distill, restore_best=False)
         torch.manual_seed(0)
         model = create(model_name, **kwargs_for_data(model_name, splits.input_shape, splits.num_classes))
         fit(model, splits.train, splits.val, train_config, progress=False)

@@ -36,12 +36,23 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.008)
     parser.add_argument("--reg", type=float, default=0.0, help="group-lasso strength on the pruning structures")
     parser.add_argument("--recovery-epochs", type=int, default=0)
+    parser.add_argument("--reuse", type=int, default=None,
+                        help="reuse factor for the Resource strategy (default: the benchmark's 8); a smaller one "
+                             "makes each DSP pattern fewer weights")
+    parser.add_argument("--restore-best", action="store_true",
+                        help="end each step's fine-tuning on its best validation epoch (optimistic: the same "
+                             "validation set judges the step) instead of its last one")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="prune_run", help="results file name under bench/results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     case_name, model_name, loader, train_config = next(c for c in cases(False, 0.2) if args.case in c[0])
     mode_name, options, default_budget, _ = next(m for m in hls_modes() if args.mode in m[0])
+    if args.reuse is not None:
+        if options["strategy"] != "Resource" or args.reuse < 2:
+            parser.error("--reuse applies to the Resource strategy and must be >= 2")
+        options = dict(options, reuse_factor=args.reuse)
+        mode_name = f"Resource RF≈{args.reuse}"
     splits = loader()
     torch.manual_seed(0)
     model = create(model_name, **kwargs_for_data(model_name, splits.input_shape, splits.num_classes))
@@ -50,7 +61,8 @@ def main() -> None:
     config = PruneConfig(budget=args.budget or default_budget, structure="pattern", steps=args.steps,
                          retries=args.retries, tolerance=args.tolerance, regularization=args.reg, seed=0,
                          recovery_epochs=args.recovery_epochs,
-                         finetune=TrainConfig(epochs=args.epochs, lr=args.lr, seed=0, distill_alpha=args.distill))
+                         finetune=TrainConfig(epochs=args.epochs, lr=args.lr, seed=0, distill_alpha=args.distill,
+                                                         restore_best=args.restore_best))
     started = time.perf_counter()
     result = Pruner(config, hls, splits.input_shape).fit(model, splits.train, splits.val, progress=False)
     seconds = time.perf_counter() - started

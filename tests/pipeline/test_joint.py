@@ -209,7 +209,7 @@ def test_a_round_below_the_tolerance_gets_recovery_fine_tuning(setup, monkeypatc
                              joint=JointSection(rounds=2, retries=0, recovery_epochs=3),
                              decompose=SimpleNamespace(regeneration="stream"))
     ctx = SimpleNamespace(config=config, baseline_cost=cost, input_shape=splits.input_shape, accuracy=accuracy,
-                          seed=0, finetune_config=lambda: TrainConfig(epochs=1))
+                          seed=0, finetune_config=lambda judged=False: TrainConfig(epochs=1, restore_best=not judged))
     result, _hls, notes = joint.joint_compress(ctx, model, hls)
     assert tuned == [3]  # only the round at the full target missed, and it got exactly 3 more epochs
     assert [note["recovered"] for note in notes] == [False, True]

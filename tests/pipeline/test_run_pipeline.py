@@ -128,3 +128,25 @@ def test_finetuning_distils_from_the_starting_model(tmp_path, monkeypatch, strat
     assert all(t is teacher for t in finetune_teachers)  # one frozen copy for the whole run
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     assert result.report.snapshots[-1].val_accuracy > 0.5
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "joint"])
+def test_judged_finetuning_ends_on_its_last_epoch(tmp_path, monkeypatch, strategy):
+    """Pruning steps and joint rounds are accepted on the validation set, so fine-tuning must not pick its best
+    epoch on that set; the recipe's initial training (8 epochs here) still restores its best epoch."""
+    import tenfold.train as train_module
+
+    calls = []
+    real_fit = train_module.fit
+
+    def spy(model, train, val, config, *args, **kwargs):
+        calls.append((config.epochs, config.restore_best))
+        return real_fit(model, train, val, config, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit", spy)
+    monkeypatch.setattr("tenfold.prune.pruner.fit", spy)
+    recipe = RECIPE | {"export": {"hls4ml": False}, "strategy": strategy,
+                       "joint": {"rounds": 1, "retries": 0, "prune_levels": [0.5, 0.9], "ranks": [], "widths": []}}
+    run(run_config_from_dict(recipe), tmp_path / "out", progress=False)
+    finetuning = [restore for epochs, restore in calls if epochs == 1]
+    assert finetuning and not any(finetuning)

@@ -143,3 +143,21 @@ def test_a_step_below_the_tolerance_gets_recovery_fine_tuning_before_it_is_judge
         assert step.accepted == (step.val_accuracy >= report.baseline_accuracy)
     with pytest.raises(Exception, match="recovery_epochs must be >= 0"):
         PruneConfig(recovery_epochs=-1)
+
+
+def test_steps_are_judged_on_their_last_epoch_by_default(trained, monkeypatch):
+    """The validation set judges each step, so it must not also pick the step's epoch (an optimistic tolerance)."""
+    import tenfold.prune.pruner as pruner_module
+
+    model, splits = trained
+    seen = []
+    real_fit = pruner_module.fit
+
+    def spy(model, train, val, config, *args, **kwargs):
+        seen.append(config.restore_best)
+        return real_fit(model, train, val, config, *args, **kwargs)
+
+    monkeypatch.setattr(pruner_module, "fit", spy)
+    config = PruneConfig(budget="dsp<=0.7x", structure="pattern", steps=1, tolerance=0.2)
+    Pruner(config, resource_config(), (64,)).fit(model, splits.train, splits.val, progress=False)
+    assert seen and not any(seen)

@@ -71,7 +71,7 @@ def run_prune(args: argparse.Namespace) -> int:
         lock_constants=not args.no_lock_constants,
         tolerance=args.tolerance, regularization=args.regularization, rewind=args.rewind,
         solver=args.solver, seed=args.seed,
-        finetune=TrainConfig(epochs=args.finetune_epochs, lr=args.lr, seed=args.seed),
+        finetune=TrainConfig(epochs=args.finetune_epochs, lr=args.lr, seed=args.seed, restore_best=False),
     )
     out = args.out if args.resume else prepare_output_dir(args.out, overwrite=args.overwrite)
     splits = load_data_from_args(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,12 @@ class RunContext:
             model = quantize_model(model, hls)
         return evaluate(model, getattr(self.splits, split)).accuracy
 
-    def finetune_config(self):
-        return self.config.finetune.to_train_config(self.seed)
+    def finetune_config(self, judged: bool = False):
+        """The recipe's fine-tuning settings. ``judged``: the result is then checked against the tolerance on the
+        validation set, so training ends on its last epoch (picking the best epoch on that same set would make
+        the check optimistic)."""
+        config = self.config.finetune.to_train_config(self.seed)
+        return dataclasses.replace(config, restore_best=False) if judged else config
 
     def teacher(self) -> nn.Module | None:
         """The starting model, frozen, when fine-tuning distils from it (`finetune.distill_alpha` > 0)."""

@@ -57,7 +57,7 @@ def joint_compress(ctx: RunContext, model: nn.Module, hls) -> tuple[nn.Module, A
         recovered = False
         if baseline_val - val > config.tolerance and section.recovery_epochs > 0:
             # one fine-tuning run is a noisy judge of whether the round's model can recover (the pruner's rule)
-            recovery = dataclasses.replace(ctx.finetune_config(), epochs=section.recovery_epochs,
+            recovery = dataclasses.replace(ctx.finetune_config(judged=True), epochs=section.recovery_epochs,
                                            seed=ctx.seed + 200 + round_index)
             _float_finetune(ctx, candidate_model, recovery, candidate_hls)
             candidate_hls = _fit_types(ctx, candidate_model, candidate_hls)
@@ -125,7 +125,7 @@ def _one_round(ctx: RunContext, model: nn.Module, hls, resolved, baseline, fract
 
         recalibrate_batchnorm(new_model, ctx.splits.train, batches=ctx.config.decompose.bn_recalibration_batches,
                               seed=ctx.seed + round_index)
-    finetune = dataclasses.replace(ctx.finetune_config(), seed=ctx.seed + 100 + round_index)
+    finetune = dataclasses.replace(ctx.finetune_config(judged=True), seed=ctx.seed + 100 + round_index)
     if finetune.epochs > 0 and ctx.fixed_point_evaluation and section.qat:
         new_model = _quantization_aware_finetune(ctx, new_model, new_hls, finetune)
     elif finetune.epochs > 0:

@@ -28,7 +28,7 @@ def prune_stage(ctx: RunContext, model: nn.Module, hls) -> StageResult:
         recovery_epochs=section.recovery_epochs, lock_constants=section.lock_constants,
         tolerance=ctx.config.tolerance,
         regularization=section.regularization, solver=section.solver, seed=ctx.seed,
-        finetune=ctx.finetune_config())
+        finetune=ctx.finetune_config(judged=True))
     result = Pruner(config, hls, ctx.input_shape).fit(model, ctx.splits.train, ctx.splits.val,
                                                       checkpoint_dir=ctx.out_dir / "prune", resume=True,
                                                       progress=ctx.progress)

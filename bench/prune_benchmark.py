@@ -53,7 +53,7 @@ def cases(quick: bool, mnist_val_fraction: float):
     return out
 
 
-def hls_modes(dsp_share: float = 0.05, latency_lut: float | None = 0.5):
+def hls_modes(dsp_share: float = 0.05, latency_lut: float | None = 0.5, reuse: int = 8):
     """(name, HLS options, tenfold's budget, DAP-like budget: DSP only — it cannot target BRAM at 16 bits, nor LUTs).
 
     Under the Latency strategy a DSP-only budget lets the knapsack keep every weight it can as a shift-add
@@ -63,7 +63,7 @@ def hls_modes(dsp_share: float = 0.05, latency_lut: float | None = 0.5):
     dsp = f"dsp<={dsp_share:g}x"
     latency = dsp if latency_lut is None else f"{dsp},lut<={latency_lut:g}x"
     return [
-        ("Resource RF≈8", dict(strategy="Resource", reuse_factor=8), f"{dsp},bram<=0.15x", dsp),
+        (f"Resource RF≈{reuse}", dict(strategy="Resource", reuse_factor=reuse), f"{dsp},bram<=0.15x", dsp),
         ("Latency RF=1", dict(strategy="Latency", reuse_factor=1), latency, dsp),
     ]
 
@@ -107,6 +107,10 @@ def main() -> None:
                         help="DSP budget as a share of the baseline (the pruner stops earlier at the tolerance)")
     parser.add_argument("--latency-lut", type=float, default=0.5,
                         help="LUT cap of tenfold's Latency budget, as a share of the baseline (<= 0: no LUT cap)")
+    parser.add_argument("--reuse", type=int, default=8,
+                        help="Resource strategy's reuse factor (nearest valid per layer); a DSP pattern is this many "
+                             "weights")
+    parser.add_argument("--retries", type=int, default=2, help="bisection steps after a rejected step (every method)")
     parser.add_argument("--name", default="prune_benchmark", help="results file name under bench/results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
@@ -132,7 +136,8 @@ def main() -> None:
             for method in ("tenfold", "dap-like"):
                 config = PruneConfig(
                     budget=budget if method == "tenfold" else dsp_only_budget,
-                    structure="pattern", steps=steps, schedule="polynomial", tolerance=args.tolerance,
+                    structure="pattern", steps=steps, retries=args.retries, schedule="polynomial",
+                    tolerance=args.tolerance,
                     finetune=finetune,
                     importance="taylor" if method == "tenfold" else "l1",
                     normalize="auto" if method == "tenfold" else "none",
@@ -189,17 +194,19 @@ NOTE = ("Budgets: Resource 'dsp<={dsp:g}x,bram<=0.15x' (dap-like: 'dsp<={dsp:g}x
         "sparsity. "
         "Every method: {steps} polynomial steps, each fine-tuned on about {samples:,} samples (Adam, lr {lr:g}, "
         "cosine) with distillation weight {distill:g} from the unpruned model; a step below the tolerance gets "
-        "{recovery} more epochs before it is judged; MNIST validation fraction {val:g}. tenfold keeps the weights "
+        "{recovery} more epochs before it is judged; each step is judged on its last epoch (the validation set "
+        "that judges it does not also pick the epoch); up to {retries} bisection steps after a rejection; "
+        "MNIST validation fraction {val:g}. tenfold keeps the weights "
         "it priced as shift-add constants (Latency) on such codes while fine-tuning (`lock_constants`); the "
         "baselines do not.")
 
 
 def _modes(args):
-    return hls_modes(args.dsp_budget, args.latency_lut if args.latency_lut > 0 else None)
+    return hls_modes(args.dsp_budget, args.latency_lut if args.latency_lut > 0 else None, args.reuse)
 
 
 def _write(args, steps, records, rows) -> None:
-    note = NOTE.format(dsp=args.dsp_budget, recovery=args.recovery_epochs,
+    note = NOTE.format(dsp=args.dsp_budget, recovery=args.recovery_epochs, retries=args.retries,
                        latency=_modes(args)[1][2],
                        tolerance=100 * args.tolerance, steps=steps, samples=args.finetune_samples, lr=args.lr,
                        distill=args.distill, val=args.mnist_val_fraction)

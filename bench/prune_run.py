@@ -36,33 +36,32 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.008)
     parser.add_argument("--reg", type=float, default=0.0, help="group-lasso strength on the pruning structures")
     parser.add_argument("--recovery-epochs", type=int, default=0)
-    parser.add_argument("--reuse", type=int, default=None,
+    parser.add_argument("--reuse", type=int, default=8,
                         help="reuse factor for the Resource strategy (default: the benchmark's 8); a smaller one "
                              "makes each DSP pattern fewer weights")
     parser.add_argument("--restore-best", action="store_true",
                         help="end each step's fine-tuning on its best validation epoch (optimistic: the same "
                              "validation set judges the step) instead of its last one")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the pruning run (importance batches, fine-tuning); the start model is seed 0")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="prune_run", help="results file name under bench/results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     case_name, model_name, loader, train_config = next(c for c in cases(False, 0.2) if args.case in c[0])
-    mode_name, options, default_budget, _ = next(m for m in hls_modes() if args.mode in m[0])
-    if args.reuse is not None:
-        if options["strategy"] != "Resource" or args.reuse < 2:
-            parser.error("--reuse applies to the Resource strategy and must be >= 2")
-        options = dict(options, reuse_factor=args.reuse)
-        mode_name = f"Resource RF≈{args.reuse}"
+    mode_name, options, default_budget, _ = next(m for m in hls_modes(reuse=args.reuse) if args.mode in m[0])
+    if args.reuse < 2:
+        parser.error("--reuse is the Resource strategy's reuse factor and must be >= 2")
     splits = loader()
     torch.manual_seed(0)
     model = create(model_name, **kwargs_for_data(model_name, splits.input_shape, splits.num_classes))
     fit(model, splits.train, splits.val, train_config, progress=False)
     hls = uniform_reuse_config(make_config(precision="fixed<16,6>", **options), model, splits.input_shape)
     config = PruneConfig(budget=args.budget or default_budget, structure="pattern", steps=args.steps,
-                         retries=args.retries, tolerance=args.tolerance, regularization=args.reg, seed=0,
+                         retries=args.retries, tolerance=args.tolerance, regularization=args.reg, seed=args.seed,
                          recovery_epochs=args.recovery_epochs,
-                         finetune=TrainConfig(epochs=args.epochs, lr=args.lr, seed=0, distill_alpha=args.distill,
-                                                         restore_best=args.restore_best))
+                         finetune=TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed,
+                                              distill_alpha=args.distill, restore_best=args.restore_best))
     started = time.perf_counter()
     result = Pruner(config, hls, splits.input_shape).fit(model, splits.train, splits.val, progress=False)
     seconds = time.perf_counter() - started

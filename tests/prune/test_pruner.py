@@ -161,3 +161,11 @@ def test_steps_are_judged_on_their_last_epoch_by_default(trained, monkeypatch):
     config = PruneConfig(budget="dsp<=0.7x", structure="pattern", steps=1, tolerance=0.2)
     Pruner(config, resource_config(), (64,)).fit(model, splits.train, splits.val, progress=False)
     assert seen and not any(seen)
+
+
+def test_best_epoch_judging_is_allowed_but_warned(trained):
+    model, splits = trained
+    config = PruneConfig(budget="dsp<=0.7x", structure="pattern", steps=1, tolerance=0.2,
+                         finetune=TrainConfig(epochs=2, lr=1e-3, restore_best=True))
+    with pytest.warns(UserWarning, match="restore_best"):
+        Pruner(config, resource_config(), (64,)).fit(model, splits.train, splits.val, progress=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,10 @@ class Pruner:
                 baseline_per_layer=_per_layer(baseline_cost),
                 skipped_layers=dict(structures0.skipped),
             )
+        if cfg.finetune.restore_best and cfg.finetune.epochs > 1:
+            warnings.warn("PruneConfig.finetune.restore_best is on, so each step is judged on its best validation "
+                          "epoch, which makes the tolerance optimistic; TrainConfig(restore_best=False) judges the "
+                          "last one", UserWarning, stacklevel=2)
         task = reporter.add_task("pruning steps", total=schedule.total_steps, completed=schedule.step)
 
         def take_step(fraction: float, repair: bool = False) -> bool:

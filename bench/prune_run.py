@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--restore-best", action="store_true",
                         help="end each step's fine-tuning on its best validation epoch (optimistic: the same "
                              "validation set judges the step) instead of its last one")
+    parser.add_argument("--importance", default="taylor", help="taylor, fisher, l1 or l2")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the pruning run (importance batches, fine-tuning); the start model is seed 0")
     parser.add_argument("--threads", type=int, default=1)
@@ -59,6 +60,7 @@ def main() -> None:
     hls = uniform_reuse_config(make_config(precision="fixed<16,6>", **options), model, splits.input_shape)
     config = PruneConfig(budget=args.budget or default_budget, structure="pattern", steps=args.steps,
                          retries=args.retries, tolerance=args.tolerance, regularization=args.reg, seed=args.seed,
+                         importance=args.importance,
                          recovery_epochs=args.recovery_epochs,
                          finetune=TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed,
                                               distill_alpha=args.distill, restore_best=args.restore_best))

@@ -5,7 +5,8 @@ Models: LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist) and the jet-tagg
 the LHC jet data is not available offline). Precision ap_fixed<16,6>; two HLS settings: Resource strategy at a
 reuse factor > 1 (budget on DSP and BRAM18) and Latency strategy at RF 1 (budget on DSP).
 
-Methods, each with the same fine-tuning and the same accuracy tolerance (1% absolute on validation):
+Methods, each with the same fine-tuning and the same accuracy tolerance (--tolerance, default 0.8 points on
+validation, each step judged on its last fine-tuning epoch):
 - tenfold: DSP-pattern / BRAM-aware knapsack, Taylor importance, polynomial schedule, shift-add constants locked;
 - dap-like: hls4ml DAP's assumptions — unnormalised L1 pattern magnitude, every pattern costs the same, DSP only;
 - unstructured: global magnitude pruning (torch.nn.utils.prune) to tenfold's final sparsity, same schedule.

@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--retries", type=int, default=2, help="bisection steps after a rejected step (every method)")
     parser.add_argument("--name", default="prune_benchmark", help="results file name under bench/results")
     args = parser.parse_args()
+    if args.reuse < 2 or args.retries < 0:
+        parser.error("--reuse must be >= 2 (the Resource strategy's reuse factor) and --retries >= 0")
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     records, rows = [], []
     steps = 3 if args.quick else args.steps

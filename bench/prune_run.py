@@ -16,6 +16,7 @@ import torch
 
 from _common import markdown_table, write_results
 from prune_benchmark import cases, hls_modes
+from tenfold.errors import TenfoldError
 from tenfold.hardware import estimate, make_config
 from tenfold.hardware.estimate import uniform_reuse_config
 from tenfold.models import create, kwargs_for_data
@@ -42,17 +43,29 @@ def main() -> None:
     parser.add_argument("--restore-best", action="store_true",
                         help="end each step's fine-tuning on its best validation epoch (optimistic: the same "
                              "validation set judges the step) instead of its last one")
-    parser.add_argument("--importance", default="taylor", help="taylor, fisher, l1 or l2")
+    parser.add_argument("--importance", default="taylor", choices=("taylor", "fisher", "l1", "l2"))
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the pruning run (importance batches, fine-tuning); the start model is seed 0")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="prune_run", help="results file name under bench/results")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    case_name, model_name, loader, train_config = next(c for c in cases(False, 0.2) if args.case in c[0])
-    mode_name, options, default_budget, _ = next(m for m in hls_modes(reuse=args.reuse) if args.mode in m[0])
     if args.reuse < 2:
         parser.error("--reuse is the Resource strategy's reuse factor and must be >= 2")
+    torch.set_num_threads(args.threads)
+    case = next((c for c in cases(False, 0.2) if args.case in c[0]), None)
+    mode = next((m for m in hls_modes(reuse=args.reuse) if args.mode in m[0]), None)
+    if case is None or mode is None:
+        parser.error(f"--case must match one of {[c[0] for c in cases(False, 0.2)]} and --mode one of "
+                     f"{[m[0] for m in hls_modes(reuse=args.reuse)]}")
+    try:
+        run(args, case, mode)
+    except TenfoldError as error:  # a bad --budget, missing data, ...: say what is wrong, not where
+        parser.error(str(error))
+
+
+def run(args: argparse.Namespace, case, mode) -> None:
+    case_name, model_name, loader, train_config = case
+    mode_name, options, default_budget, _ = mode
     splits = loader()
     torch.manual_seed(0)
     model = create(model_name, **kwargs_for_data(model_name, splits.input_shape, splits.num_classes))

@@ -21,6 +21,7 @@ from tenfold.hardware import estimate, make_config
 from tenfold.hardware.estimate import uniform_reuse_config
 from tenfold.models import create, kwargs_for_data
 from tenfold.prune import PruneConfig, Pruner
+from tenfold.prune.importance import NORMALISATIONS
 from tenfold.train import TrainConfig, evaluate, fit
 
 
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--budget", default=None, help="default: the benchmark's tenfold budget for the mode")
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs per step")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--optimizer", default="adam", choices=("adam", "adamw", "sgd"),
+                        help="fine-tuning optimiser (sgd: momentum 0.9, Nesterov)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--retries", type=int, default=2)
     parser.add_argument("--distill", type=float, default=0.5)
@@ -44,6 +47,11 @@ def main() -> None:
                         help="end each step's fine-tuning on its best validation epoch (optimistic: the same "
                              "validation set judges the step) instead of its last one")
     parser.add_argument("--importance", default="taylor", choices=("taylor", "fisher", "l1", "l2"))
+    parser.add_argument("--normalize", default="auto", choices=NORMALISATIONS,
+                        help="how structure values from different layers are put on one scale (auto: none for "
+                             "taylor/fisher, layer_max for l1/l2)")
+    parser.add_argument("--importance-batches", type=int, default=8,
+                        help="training minibatches the importance is accumulated over at every step")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the pruning run (importance batches, fine-tuning); the start model is seed 0")
     parser.add_argument("--threads", type=int, default=1)
@@ -73,9 +81,10 @@ def run(args: argparse.Namespace, case, mode) -> None:
     hls = uniform_reuse_config(make_config(precision="fixed<16,6>", **options), model, splits.input_shape)
     config = PruneConfig(budget=args.budget or default_budget, structure="pattern", steps=args.steps,
                          retries=args.retries, tolerance=args.tolerance, regularization=args.reg, seed=args.seed,
-                         importance=args.importance,
+                         importance=args.importance, normalize=args.normalize,
+                         importance_batches=args.importance_batches,
                          recovery_epochs=args.recovery_epochs,
-                         finetune=TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed,
+                         finetune=TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed, optimizer=args.optimizer,
                                               distill_alpha=args.distill, restore_best=args.restore_best))
     started = time.perf_counter()
     result = Pruner(config, hls, splits.input_shape).fit(model, splits.train, splits.val, progress=False)

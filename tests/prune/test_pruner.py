@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tenfold.errors import ConfigError
 from tenfold.hardware import estimate, make_config
 from tenfold.prune import BudgetInfeasible, PruneConfig, Pruner, current_masks
 from tenfold.train import TrainConfig
@@ -169,3 +170,16 @@ def test_best_epoch_judging_is_allowed_but_warned(trained):
                          finetune=TrainConfig(epochs=2, lr=1e-3, restore_best=True))
     with pytest.warns(UserWarning, match="restore_best"):
         Pruner(config, resource_config(), (64,)).fit(model, splits.train, splits.val, progress=False)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("structure", "filter", r"unknown structure 'filter'.*pattern"),
+    ("importance", "snip", r"unknown importance 'snip'.*taylor"),
+    ("normalize", "global", r"unknown normalize 'global'.*layer_max"),
+    ("solver", "cplex", r"unknown solver 'cplex'.*exact"),
+    ("importance_batches", 0, r"importance_batches must be >= 1"),
+    ("time_limit", 0.0, r"time_limit .* must be > 0"),
+])
+def test_bad_config_values_are_named_before_any_training(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        PruneConfig(**{field: value})

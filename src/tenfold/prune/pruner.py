@@ -27,9 +27,11 @@ from tenfold.hardware.cost import CostModel, ModelCost
 from tenfold.hardware.estimate import estimate
 from tenfold.hardware.hls_config import HLSConfig
 from tenfold.io import atomic_torch_save
+from tenfold.knapsack.solve import METHODS as SOLVERS
 from tenfold.prune.budget import Budget, Limit
 from tenfold.prune.constants import shift_add_lock
-from tenfold.prune.importance import structure_values, weight_saliency
+from tenfold.prune.importance import METHODS as IMPORTANCES
+from tenfold.prune.importance import NORMALISATIONS, structure_values, weight_saliency
 from tenfold.prune.masks import (
     GroupLasso,
     MaskedFinetune,
@@ -40,7 +42,7 @@ from tenfold.prune.masks import (
     sparsity,
 )
 from tenfold.prune.schedule import Schedule
-from tenfold.prune.structures import RESOURCES, StructureSet, build_structures, structure_masks
+from tenfold.prune.structures import RESOURCES, STRUCTURES, StructureSet, build_structures, structure_masks
 from tenfold.train import TrainConfig, evaluate, fit
 from tenfold.train.augment import frozen_teacher
 from tenfold.train.progress import ProgressReporter, make_reporter
@@ -83,6 +85,19 @@ class PruneConfig:
             raise ConfigError(f"tolerance is an absolute accuracy drop in [0, 1), got {self.tolerance}")
         if self.regularization < 0:
             raise ConfigError(f"regularization must be >= 0, got {self.regularization}")
+        # names are checked here, not at the first step, so a typo fails before any training is spent
+        for name, value, allowed in (("structure", self.structure, STRUCTURES),
+                                     ("importance", self.importance, IMPORTANCES),
+                                     ("normalize", self.normalize, NORMALISATIONS),
+                                     ("solver", self.solver, SOLVERS)):
+            if value not in allowed:
+                raise ConfigError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
+        if self.importance_batches < 1:
+            raise ConfigError(f"importance_batches must be >= 1 (minibatches the importance is accumulated over), "
+                              f"got {self.importance_batches}")
+        if not self.time_limit > 0:
+            raise ConfigError(f"time_limit is the exact solver's limit in seconds and must be > 0, "
+                              f"got {self.time_limit}")
         if self.recovery_epochs < 0:
             raise ConfigError(f"recovery_epochs must be >= 0 (0 turns recovery off), got {self.recovery_epochs}")
         if isinstance(self.finetune, dict):

@@ -52,6 +52,8 @@ def main() -> None:
                              "taylor/fisher, layer_max for l1/l2)")
     parser.add_argument("--importance-batches", type=int, default=8,
                         help="training minibatches the importance is accumulated over at every step")
+    parser.add_argument("--permute", action="store_true",
+                        help="reorder hidden channels before pruning so multiplier patterns hold like weights")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the pruning run (importance batches, fine-tuning); the start model is seed 0")
     parser.add_argument("--threads", type=int, default=1)
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace, case, mode) -> None:
     config = PruneConfig(budget=args.budget or default_budget, structure="pattern", steps=args.steps,
                          retries=args.retries, tolerance=args.tolerance, regularization=args.reg, seed=args.seed,
                          importance=args.importance, normalize=args.normalize,
-                         importance_batches=args.importance_batches,
+                         importance_batches=args.importance_batches, permute=args.permute,
                          recovery_epochs=args.recovery_epochs,
                          finetune=TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed, optimizer=args.optimizer,
                                               distill_alpha=args.distill, restore_best=args.restore_best))

@@ -145,12 +145,13 @@ def test_prune_writes_model_report_and_config(tmp_path):
     out = tmp_path / "pruned"
     result = run("prune", str(checkpoint), "--budget", "dsp<=0.6x,bram<=0.8x", "--strategy", "Resource", "--reuse",
                  "16", "--structure", "pattern", "--steps", "1", "--finetune-epochs", "1", "--tolerance", "0.2",
-                 "--out", str(out), "--no-progress")
+                 "--permute", "--out", str(out), "--no-progress")
     assert result.returncode == 0, result.stderr
     for name in ("pruned.pt", "report.json", "report.md", "hls4ml_config.json", "prune_state.pt"):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
     assert report["met_budget"] and report["final_resources"]["dsp"] <= 0.6 * report["baseline_resources"]["dsp"]
+    assert report["permutation"]["orders"]  # the saved model is the reordered one; the estimate below reloads it
     estimated = run("estimate", str(out / "pruned.pt"), "--strategy", "Resource", "--reuse", "16", "--json")
     assert estimated.returncode == 0, estimated.stderr
     assert json.loads(estimated.stdout)["totals"]["dsp"] == pytest.approx(report["final_resources"]["dsp"])

@@ -41,10 +41,11 @@ def test_pattern_pruning_meets_a_dsp_budget_and_keeps_accuracy(trained):
         assert torch.all(module.weight[mask == 0] == 0)
 
 
-def test_interrupted_run_resumes_to_the_same_result(trained, tmp_path, monkeypatch):
+@pytest.mark.parametrize("permute", [False, True])
+def test_interrupted_run_resumes_to_the_same_result(trained, tmp_path, monkeypatch, permute):
     model, splits = trained
     hls = resource_config()
-    config = PruneConfig(budget="dsp<=0.5x", structure="pattern", steps=3, tolerance=0.1,
+    config = PruneConfig(budget="dsp<=0.5x", structure="pattern", steps=3, tolerance=0.1, permute=permute,
                          finetune=TrainConfig(epochs=1, lr=1e-3))
     reference = Pruner(config, hls, (64,)).fit(model, splits.train, splits.val, progress=False)
 
@@ -61,9 +62,13 @@ def test_interrupted_run_resumes_to_the_same_result(trained, tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         Pruner(config, hls, (64,)).fit(model, splits.train, splits.val, checkpoint_dir=tmp_path, progress=False)
     monkeypatch.setattr(Pruner, "_step", original_step)
+    if permute:  # the resumed run reuses the channel order it saved instead of choosing again
+        monkeypatch.setattr("tenfold.prune.pruner.choose_orders", lambda *a, **k: pytest.fail("orders re-chosen"))
     resumed = Pruner(config, hls, (64,)).fit(model, splits.train, splits.val, checkpoint_dir=tmp_path,
                                               resume=True, progress=False)
     assert len(resumed.report.steps) == len(reference.report.steps)
+    assert resumed.report.permutation == reference.report.permutation and bool(permute) == bool(
+        reference.report.permutation)
     for key, value in reference.model.state_dict().items():
         assert torch.allclose(value, resumed.model.state_dict()[key], atol=1e-6), key
 

@@ -49,6 +49,9 @@ def add_prune_parser(subparsers) -> None:
                         help="Latency layers: let fine-tuning move weights priced as shift-add constants (no DSP) "
                              "to codes that need a DSP (by default they are kept cheap, so the DSP count holds)")
     parser.add_argument("--rewind", action="store_true", help="rewind surviving weights to the unpruned values")
+    parser.add_argument("--permute", action="store_true",
+                        help="first reorder hidden channels (same function) so each multiplier pattern holds weights "
+                             "of like importance: pattern/block structures at a reuse factor > 1")
     parser.add_argument("--solver", default="auto", choices=["auto", "exact", "greedy", "lagrangian"])
     add_hardware_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
@@ -68,7 +71,7 @@ def run_prune(args: argparse.Namespace) -> int:
     prune_config = PruneConfig(
         budget=args.budget, structure=args.structure, importance=args.importance, schedule=args.schedule,
         steps=args.steps, retries=args.retries, recovery_epochs=args.recovery_epochs, repair=not args.no_repair,
-        lock_constants=not args.no_lock_constants,
+        lock_constants=not args.no_lock_constants, permute=args.permute,
         tolerance=args.tolerance, regularization=args.regularization, rewind=args.rewind,
         solver=args.solver, seed=args.seed,
         finetune=TrainConfig(epochs=args.finetune_epochs, lr=args.lr, seed=args.seed, restore_best=False),

@@ -41,6 +41,7 @@ from tenfold.prune.masks import (
     reset_masks,
     sparsity,
 )
+from tenfold.prune.permute import apply_orders, choose_orders
 from tenfold.prune.schedule import Schedule
 from tenfold.prune.structures import RESOURCES, STRUCTURES, StructureSet, build_structures, structure_masks
 from tenfold.train import TrainConfig, evaluate, fit
@@ -79,6 +80,9 @@ class PruneConfig:
     # LUT term in the budget, DSP products also stay DSP products (their LUT cost holds too)
     lock_constants: bool = True
     uniform_costs: bool = False  # benchmarks only: price every structure equally, as hls4ml's DAP does
+    # reorder hidden channels first (same function) so each multiplier pattern holds weights of like importance;
+    # only pattern/block structures at a reuse factor > 1 have an order to gain from
+    permute: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.tolerance < 1:
@@ -146,6 +150,7 @@ class PruneReport:
     steps: list[StepRecord] = field(default_factory=list)
     skipped_layers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    permutation: dict[str, Any] | None = None  # channel orders chosen before the first step, and what they gained
 
     def reduction(self) -> dict[str, float]:
         """Fraction of each resource removed (0.9 = 90% fewer)."""
@@ -218,6 +223,14 @@ class Pruner:
         if not prunable:
             reasons = "; ".join(f"{k}: {v}" for k, v in structures0.skipped.items())
             raise ConfigError(f"no layer can be pruned with structure '{cfg.structure}' ({reasons})")
+        state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
+        saved = self._load_state(state_path) if (resume and state_path and state_path.exists()) else None
+        permutation = None
+        if cfg.permute and cfg.structure in ("pattern", "block"):
+            permutation = self._permutation(model, structures0, train_data, saved)
+            model = apply_orders(model, permutation["orders"])
+            structures0 = build_structures(model, self.input_shape, self.hls, cfg.structure,
+                                           cost_model=self.cost_model, layers=cfg.layers)
         # every parameter a step may mask gets a mask now, so accepted/rejected states share one layout
         apply_masks(model, structure_masks(structures0, np.ones(structures0.n_items), model))
         baseline_cost = structures0.baseline
@@ -226,8 +239,6 @@ class Pruner:
         self._check_feasible(structures0, resolved, baseline_cost)
         baseline_state = copy.deepcopy(model.state_dict())
         reporter = make_reporter(progress)
-        state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
-        saved = self._load_state(state_path) if (resume and state_path and state_path.exists()) else None
         if saved is not None:
             ensure_mask_buffers(model, saved["model"])
             model.load_state_dict(saved["model"])
@@ -247,6 +258,7 @@ class Pruner:
                 baseline_resources=_resources(baseline_cost),
                 baseline_per_layer=_per_layer(baseline_cost),
                 skipped_layers=dict(structures0.skipped),
+                permutation=permutation,
             )
         if cfg.finetune.restore_best and cfg.finetune.epochs > 1:
             warnings.warn("PruneConfig.finetune.restore_best is on, so each step is judged on its best validation "
@@ -295,6 +307,24 @@ class Pruner:
         report.met_budget = self._meets_budget(model, resolved, final_cost)
         report.seconds = time.perf_counter() - started
         return PruneResult(model=model, report=report)
+
+    def _permutation(self, model: nn.Module, structures: StructureSet, train_data, saved) -> dict[str, Any]:
+        """Channel orders for pattern pruning: the ones a resumed run already chose, or new ones from importance
+        at the share of each layer's use the tightest budget limit leaves."""
+        if saved is not None:
+            return saved["report"].get("permutation") or {"orders": {}}
+        cfg = self.config
+        baseline = structures.baseline
+        params = {layer.name: layer.n_nonzero for layer in baseline.layers if layer.n_weights}
+        shares = [capacity / use for limit, capacity in self.budget.resolve(baseline, params)
+                  if (use := _layer_use(baseline, limit)) > 0]
+        keep = min(1.0, max(1e-3, min(shares, default=1.0)))
+        names = [layer.name for layer in structures.layers]
+        saliency = weight_saliency(model, names, cfg.importance, train_data, batches=cfg.importance_batches,
+                                   seed=cfg.seed)
+        chosen = choose_orders(model, structures, saliency, keep, seed=cfg.seed)
+        return {"orders": chosen.orders, "keep": keep, "kept_before": chosen.kept_before,
+                "kept_after": chosen.kept_after, "swaps": chosen.swaps}
 
     def _meets_budget(self, model: nn.Module, resolved, cost: ModelCost | None = None) -> bool:
         cost = cost or estimate(model, self.input_shape, self.hls, params=self.cost_model.params)

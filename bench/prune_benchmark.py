@@ -94,7 +94,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--finetune-samples", type=int, default=54_000,
                         help="training samples each fine-tuning round sees (epochs = this / training-set size, >= 1)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="fine-tuning learning rate (Adam, cosine)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="fine-tuning learning rate (cosine schedule)")
+    parser.add_argument("--optimizer", default="adam", choices=("adam", "adamw", "sgd"),
+                        help="fine-tuning optimiser of every method (sgd: momentum 0.9, Nesterov)")
+    parser.add_argument("--permute", action="store_true",
+                        help="tenfold reorders hidden channels before pruning (PruneConfig.permute); the baselines "
+                             "keep the original order")
     parser.add_argument("--distill", type=float, default=0.5,
                         help="distillation weight from the unpruned model during fine-tuning (0 = off)")
     parser.add_argument("--recovery-epochs", type=int, default=0,
@@ -125,7 +130,8 @@ def main() -> None:
         splits = loader()
         epochs = 1 if args.quick else max(1, round(args.finetune_samples / len(splits.train)))
         # every method's steps end on their last epoch: the validation set that judges them does not pick the epoch
-        finetune = TrainConfig(epochs=epochs, lr=args.lr, seed=0, distill_alpha=args.distill, restore_best=False)
+        finetune = TrainConfig(epochs=epochs, lr=args.lr, optimizer=args.optimizer, seed=0, distill_alpha=args.distill,
+                               restore_best=False)
         torch.manual_seed(0)
         model = create(model_name, **kwargs_for_data(model_name, splits.input_shape, splits.num_classes))
         fit(model, splits.train, splits.val, train_config, progress=False)
@@ -147,6 +153,7 @@ def main() -> None:
                     uniform_costs=method == "dap-like", seed=0, recovery_epochs=args.recovery_epochs,
                     lock_constants=method == "tenfold",  # hls4ml's DAP lets fine-tuning move every weight
                     solver="auto" if method == "tenfold" else "greedy",  # equal costs: DAP's knapsack is a sort
+                    permute=args.permute and method == "tenfold",
                 )
                 start = time.perf_counter()
                 result = Pruner(config, hls, splits.input_shape).fit(model, splits.train, splits.val, progress=False)
@@ -195,13 +202,13 @@ NOTE = ("Budgets: Resource 'dsp<={dsp:g}x,bram<=0.15x' (dap-like: 'dsp<={dsp:g}x
         "tolerance {tolerance:g}% absolute validation accuracy; the pruner stops at "
         "the last step within tolerance, so a budget may be missed. Unstructured pruning is taken to tenfold's final "
         "sparsity. "
-        "Every method: {steps} polynomial steps, each fine-tuned on about {samples:,} samples (Adam, lr {lr:g}, "
+        "Every method: {steps} polynomial steps, each fine-tuned on about {samples:,} samples ({optimizer}, lr {lr:g}, "
         "cosine) with distillation weight {distill:g} from the unpruned model; a step below the tolerance gets "
         "{recovery} more epochs before it is judged; each step is judged on its last epoch (the validation set "
         "that judges it does not also pick the epoch); up to {retries} bisection steps after a rejection; "
         "MNIST validation fraction {val:g}. tenfold keeps the weights "
         "it priced as shift-add constants (Latency) on such codes while fine-tuning (`lock_constants`); the "
-        "baselines do not.")
+        "baselines do not.{permute}")
 
 
 def _modes(args):
@@ -212,7 +219,11 @@ def _write(args, steps, records, rows) -> None:
     note = NOTE.format(dsp=args.dsp_budget, recovery=args.recovery_epochs, retries=args.retries,
                        latency=_modes(args)[1][2],
                        tolerance=100 * args.tolerance, steps=steps, samples=args.finetune_samples, lr=args.lr,
-                       distill=args.distill, val=args.mnist_val_fraction)
+                       distill=args.distill, val=args.mnist_val_fraction,
+                       optimizer={"adam": "Adam", "adamw": "AdamW", "sgd": "SGD, momentum 0.9"}[args.optimizer],
+                       permute=" tenfold first reorders hidden channels so each multiplier pattern holds weights of "
+                               "like importance (`permute`, same function); the baselines keep the original order."
+                       if args.permute else "")
     write_results(args.name, {"args": vars(args), "steps": steps, "records": records},
                   "# Pruning benchmark\n\n" + note + "\n\n" + markdown_table(HEADERS, rows))
 

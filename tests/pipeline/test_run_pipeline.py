@@ -150,3 +150,19 @@ def test_judged_finetuning_ends_on_its_last_epoch(tmp_path, monkeypatch, strateg
     run(run_config_from_dict(recipe), tmp_path / "out", progress=False)
     finetuning = [restore for epochs, restore in calls if epochs == 1]
     assert finetuning and not any(finetuning)
+
+
+def test_recipe_permute_reaches_the_pruner(tmp_path, monkeypatch):
+    from tenfold.prune import Pruner
+
+    seen = []
+    real_init = Pruner.__init__
+
+    def spy(self, config, *args, **kwargs):
+        seen.append(config.permute)
+        real_init(self, config, *args, **kwargs)
+
+    monkeypatch.setattr(Pruner, "__init__", spy)
+    recipe = RECIPE | {"export": {"hls4ml": False}, "prune": {"steps": 1, "permute": True}}
+    result = run(run_config_from_dict(recipe), tmp_path / "out", progress=False)
+    assert seen == [True] and result.report.snapshots

@@ -93,6 +93,7 @@ class PruneSection:
     regularization: float = 0.0
     solver: str = "auto"
     lock_constants: bool = True  # Latency layers: weights priced without a DSP stay so while fine-tuning
+    permute: bool = False  # reorder hidden channels first so multiplier patterns hold weights of like importance
 
 
 @dataclass

@@ -25,7 +25,7 @@ def prune_stage(ctx: RunContext, model: nn.Module, hls) -> StageResult:
     config = PruneConfig(
         budget=section.budget or ctx.config.budget, structure=section.structure, importance=section.importance,
         schedule=section.schedule, steps=section.steps, retries=section.retries, repair=section.repair,
-        recovery_epochs=section.recovery_epochs, lock_constants=section.lock_constants,
+        recovery_epochs=section.recovery_epochs, lock_constants=section.lock_constants, permute=section.permute,
         tolerance=ctx.config.tolerance,
         regularization=section.regularization, solver=section.solver, seed=ctx.seed,
         finetune=ctx.finetune_config(judged=True))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tenfold.errors import ConfigError
+from tenfold.errors import ConfigError, ModelError
 from tenfold.hardware import make_config
 from tenfold.hardware.estimate import uniform_reuse_config
 from tenfold.prune import PruneConfig, Pruner
@@ -100,3 +100,18 @@ def test_pruner_reorders_before_the_first_step(trained_digits_mlp):
     unpruned = apply_orders(model, permutation["orders"])  # the pruned model lives in the new channel order
     x = splits.val[:16][0]
     assert torch.allclose(model(x), unpruned(x), atol=1e-5)
+
+
+def test_an_untraceable_model_gets_a_permutation_specific_error():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 2)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                x = x * 2
+            return self.fc2(torch.relu(self.fc1(x)))
+
+    with pytest.raises(ModelError, match=r"channel permutation needs a model torch\.fx can trace"):
+        apply_orders(Branchy(), {"fc1": list(range(8))})

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tenfold.errors import ConfigError
+from tenfold.errors import ConfigError, ModelError
 from tenfold.prune.coupling import trace_couplings
 from tenfold.prune.physical import _set_module, _slice_inputs, _slice_norm, _slice_outputs
 from tenfold.prune.structures import StructureSet
@@ -67,7 +67,12 @@ def _chains(model: nn.Module, names: set[str]) -> list[tuple[str, str, list[str]
     """(producer, consumer, norms between, channels, consumer inputs per channel) of every reorderable chain."""
     modules = dict(model.named_modules())
     chains = []
-    for name, coupling in trace_couplings(model).items():
+    try:
+        couplings = trace_couplings(model)
+    except ModelError as error:  # its message is about neuron structures; say what fails here
+        raise ModelError(f"channel permutation needs a model torch.fx can trace ({error}); "
+                         "turn permute off for this model") from None
+    for name, coupling in couplings.items():
         nxt = coupling.next_layer
         if not coupling.prunable or name not in names or nxt not in names:
             continue
@@ -136,8 +141,8 @@ def apply_orders(model: nn.Module, orders: dict[str, list[int]]) -> nn.Module:
     if any(name.endswith("_mask") for name, _ in model.named_buffers()):
         raise ConfigError("channels can only be reordered before pruning: this model already has pruning masks "
                           "(reorder the unpruned model, or turn channel permutation off)")
-    chains = {chain[0]: chain for chain in _chains(model, set(orders) | {
-        c.next_layer for c in trace_couplings(model).values() if c.next_layer})}
+    names = {name for name, module in model.named_modules() if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d)}
+    chains = {chain[0]: chain for chain in _chains(model, names)}
     permuted = copy.deepcopy(model)
     for name, order in orders.items():
         if name not in chains:

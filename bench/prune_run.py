@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.008)
     parser.add_argument("--reg", type=float, default=0.0, help="group-lasso strength on the pruning structures")
     parser.add_argument("--recovery-epochs", type=int, default=0)
+    parser.add_argument("--final-epochs", type=int, default=0,
+                        help="fine-tuning epochs on the final masks after the last step")
     parser.add_argument("--reuse", type=int, default=8,
                         help="reuse factor for the Resource strategy (default: the benchmark's 8); a smaller one "
                              "makes each DSP pattern fewer weights")
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace, case, mode) -> None:
                          retries=args.retries, tolerance=args.tolerance, regularization=args.reg, seed=args.seed,
                          importance=args.importance, normalize=args.normalize,
                          importance_batches=args.importance_batches, permute=args.permute,
+                         final_epochs=args.final_epochs,
                          recovery_epochs=args.recovery_epochs,
                          finetune=TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed, optimizer=args.optimizer,
                                               distill_alpha=args.distill, restore_best=args.restore_best))

@@ -8,6 +8,7 @@ import torch
 from tenfold.errors import ConfigError
 from tenfold.hardware import estimate, make_config
 from tenfold.prune import BudgetInfeasible, PruneConfig, Pruner, current_masks
+from tenfold.prune import pruner as pruner_module
 from tenfold.train import TrainConfig
 
 pytest.importorskip("tenfold.knapsack")
@@ -188,3 +189,43 @@ def test_best_epoch_judging_is_allowed_but_warned(trained):
 def test_bad_config_values_are_named_before_any_training(field, value, message):
     with pytest.raises(ConfigError, match=message):
         PruneConfig(**{field: value})
+
+
+def test_final_fine_tuning_keeps_masks_and_budget(trained):
+    model, splits = trained
+    hls = resource_config()
+    config = PruneConfig(budget="dsp<=0.5x", structure="pattern", steps=2, tolerance=0.1, final_epochs=3,
+                         finetune=TrainConfig(epochs=1, lr=1e-3))
+    result = Pruner(config, hls, (64,)).fit(model, splits.train, splits.val, progress=False)
+    final = result.report.final_finetune
+    assert final["epochs"] == 3 and final["kept"] and final["reason"] == ""
+    assert result.report.final_accuracy == pytest.approx(final["val_after"])
+    assert result.report.met_budget
+    for name, mask in current_masks(result.model).items():
+        module = result.model.get_submodule(name.split(":")[0])
+        assert torch.all(module.weight[mask == 0] == 0)
+
+
+def test_final_fine_tuning_that_breaks_the_tolerance_is_discarded(trained, monkeypatch):
+    model, splits = trained
+    real_fit = pruner_module.fit
+
+    def fit_then_break(net, train, val, config, *args, **kwargs):
+        history = real_fit(net, train, val, config, *args, **kwargs)
+        if config.epochs == 2:  # only the final fine-tuning runs 2 epochs here
+            with torch.no_grad():
+                for module in net.modules():
+                    if isinstance(module, torch.nn.Linear):
+                        module.bias.fill_(0.0)
+                        module.weight_orig.neg_()
+                        module.weight.copy_(module.weight_orig * module.weight_mask)
+        return history
+
+    monkeypatch.setattr(pruner_module, "fit", fit_then_break)
+    config = PruneConfig(budget="dsp<=0.5x", structure="pattern", steps=2, tolerance=0.1, final_epochs=2,
+                         finetune=TrainConfig(epochs=1, lr=1e-3))
+    result = Pruner(config, resource_config(), (64,)).fit(model, splits.train, splits.val, progress=False)
+    final = result.report.final_finetune
+    assert not final["kept"] and "tolerance" in final["reason"]
+    last_accepted = [step for step in result.report.steps if step.accepted][-1]
+    assert result.report.final_accuracy == pytest.approx(last_accepted.val_accuracy)

@@ -43,6 +43,9 @@ def add_prune_parser(subparsers) -> None:
                         help="after a rejected step, steps bisecting towards it (default 2)")
     parser.add_argument("--recovery-epochs", type=int, default=0,
                         help="extra fine-tuning epochs for a step that misses the tolerance, before rejecting it")
+    parser.add_argument("--final-epochs", type=int, default=0,
+                        help="after the last step, fine-tune the final masks this many more epochs (kept only if the "
+                             "model still meets the budget and the tolerance)")
     parser.add_argument("--no-repair", action="store_true",
                         help="no extra step when fine-tuning left the final model over the budget")
     parser.add_argument("--no-lock-constants", action="store_true",
@@ -71,7 +74,7 @@ def run_prune(args: argparse.Namespace) -> int:
     prune_config = PruneConfig(
         budget=args.budget, structure=args.structure, importance=args.importance, schedule=args.schedule,
         steps=args.steps, retries=args.retries, recovery_epochs=args.recovery_epochs, repair=not args.no_repair,
-        lock_constants=not args.no_lock_constants, permute=args.permute,
+        lock_constants=not args.no_lock_constants, permute=args.permute, final_epochs=args.final_epochs,
         tolerance=args.tolerance, regularization=args.regularization, rewind=args.rewind,
         solver=args.solver, seed=args.seed,
         finetune=TrainConfig(epochs=args.finetune_epochs, lr=args.lr, seed=args.seed, restore_best=False),

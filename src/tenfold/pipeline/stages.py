@@ -26,6 +26,7 @@ def prune_stage(ctx: RunContext, model: nn.Module, hls) -> StageResult:
         budget=section.budget or ctx.config.budget, structure=section.structure, importance=section.importance,
         schedule=section.schedule, steps=section.steps, retries=section.retries, repair=section.repair,
         recovery_epochs=section.recovery_epochs, lock_constants=section.lock_constants, permute=section.permute,
+        final_epochs=section.final_epochs,
         tolerance=ctx.config.tolerance,
         regularization=section.regularization, solver=section.solver, seed=ctx.seed,
         finetune=ctx.finetune_config(judged=True))

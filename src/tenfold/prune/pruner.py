@@ -83,6 +83,9 @@ class PruneConfig:
     # reorder hidden channels first (same function) so each multiplier pattern holds weights of like importance;
     # only pattern/block structures at a reuse factor > 1 have an order to gain from
     permute: bool = False
+    # after the last step: this many more epochs on the final masks (a full cosine cycle), kept only if the model
+    # still meets the budget and the tolerance
+    final_epochs: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.tolerance < 1:
@@ -102,6 +105,8 @@ class PruneConfig:
         if not self.time_limit > 0:
             raise ConfigError(f"time_limit is the exact solver's limit in seconds and must be > 0, "
                               f"got {self.time_limit}")
+        if self.final_epochs < 0:
+            raise ConfigError(f"final_epochs must be >= 0 (0 turns the final fine-tuning off), got {self.final_epochs}")
         if self.recovery_epochs < 0:
             raise ConfigError(f"recovery_epochs must be >= 0 (0 turns recovery off), got {self.recovery_epochs}")
         if isinstance(self.finetune, dict):
@@ -151,6 +156,7 @@ class PruneReport:
     skipped_layers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     permutation: dict[str, Any] | None = None  # channel orders chosen before the first step, and what they gained
+    final_finetune: dict[str, Any] | None = None  # the final fine-tuning's validation before/after, kept or why not
 
     def reduction(self) -> dict[str, float]:
         """Fraction of each resource removed (0.9 = 90% fewer)."""
@@ -297,9 +303,14 @@ class Pruner:
                 model.load_state_dict(accepted_state)
                 if not self._meets_budget(model, resolved):
                     take_step(1.0, repair=True)
+            model.load_state_dict(accepted_state)
+            if cfg.final_epochs > 0 and report.steps and any(step.accepted for step in report.steps):
+                report.final_finetune = self._final_finetune(model, resolved, baseline_accuracy, train_data,
+                                                             val_data, reporter)
+                if not report.final_finetune["kept"]:
+                    model.load_state_dict(accepted_state)
         finally:
             reporter.close()
-        model.load_state_dict(accepted_state)
         final_cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
         report.final_accuracy = evaluate(model, val_data).accuracy
         report.final_resources = _resources(final_cost)
@@ -307,6 +318,28 @@ class Pruner:
         report.met_budget = self._meets_budget(model, resolved, final_cost)
         report.seconds = time.perf_counter() - started
         return PruneResult(model=model, report=report)
+
+    def _final_finetune(self, model: nn.Module, resolved, baseline_accuracy: float, train_data, val_data,
+                        reporter) -> dict[str, Any]:
+        """Longer fine-tuning of the final masks, judged by nothing but the budget and the tolerance: each step's
+        short fine-tuning is enough to decide, but the model the user takes away deserves a full cosine cycle."""
+        cfg = self.config
+        before = evaluate(model, val_data).accuracy
+        finetune = dataclasses.replace(cfg.finetune, epochs=cfg.final_epochs, restore_best=False,
+                                       seed=cfg.finetune.seed + cfg.seed + 20_000)
+        trained = fit(model, train_data, val_data, finetune, callbacks=self._finetune_callbacks(model),
+                      progress=reporter, teacher=self._teacher)
+        if trained.interrupted:  # the accepted model is checkpointed; resume repeats the final fine-tuning
+            raise KeyboardInterrupt
+        after = evaluate(model, val_data).accuracy
+        in_budget = self._meets_budget(model, resolved)
+        kept = in_budget and after >= baseline_accuracy - cfg.tolerance
+        reason = "" if kept else ("it left the model over the budget" if not in_budget else
+                                  "it ended below the tolerance")
+        reporter.log(f"final fine-tuning ({cfg.final_epochs} epochs): val {100 * before:.2f}% → {100 * after:.2f}%"
+                     + ("" if kept else f"; discarded: {reason}"))
+        return {"epochs": cfg.final_epochs, "val_before": before, "val_after": after, "kept": kept,
+                "reason": reason}
 
     def _permutation(self, model: nn.Module, structures: StructureSet, train_data, saved) -> dict[str, Any]:
         """Channel orders for pattern pruning: the ones a resumed run already chose, or new ones from importance

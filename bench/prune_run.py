@@ -104,11 +104,16 @@ def run(args: argparse.Namespace, case, mode) -> None:
                "bram18_reduction": 1 - final["bram18"] / base["bram18"] if base["bram18"] else 0.0,
                "lut": [base["lut"], final["lut"]], "val": [result.report.baseline_accuracy,
                                                            result.report.final_accuracy],
-               "test": [test_before, test_after], "seconds": seconds}
+               "test": [test_before, test_after], "seconds": seconds,
+               "final_finetune": result.report.final_finetune, "permutation": result.report.permutation}
     line = (f"{case_name}, {mode_name}, budget {config.budget}: DSP −{100 * summary['dsp_reduction']:.1f}%, "
             f"BRAM18 −{100 * summary['bram18_reduction']:.1f}%, LUT {base['lut']:,.0f} → {final['lut']:,.0f}, "
             f"val {100 * summary['val'][0]:.2f} → {100 * summary['val'][1]:.2f}%, test {100 * test_before:.2f} → "
             f"{100 * test_after:.2f}%, budget {'met' if result.report.met_budget else 'not met'}, {seconds:.0f} s")
+    final = result.report.final_finetune
+    if final:
+        line += (f"; final fine-tuning ({final['epochs']} epochs): val {100 * final['val_before']:.2f} → "
+                 f"{100 * final['val_after']:.2f}%, " + ("kept" if final["kept"] else f"discarded: {final['reason']}"))
     print(table + "\n\n" + line)
     write_results(args.name, {"args": vars(args), "summary": summary},
                   f"# Pruning run\n\n`{vars(args)}`\n\n{line}\n\n{table}")

@@ -229,3 +229,14 @@ def test_final_fine_tuning_that_breaks_the_tolerance_is_discarded(trained, monke
     assert not final["kept"] and "tolerance" in final["reason"]
     last_accepted = [step for step in result.report.steps if step.accepted][-1]
     assert result.report.final_accuracy == pytest.approx(last_accepted.val_accuracy)
+
+
+def test_a_run_that_stops_short_of_the_budget_keeps_its_final_fine_tuning(trained, monkeypatch):
+    """Masks do not change in the final cycle, so Resource costs cannot grow: being over the budget before it
+    (the tolerance stopped the run early) is no reason to throw it away."""
+    model, splits = trained
+    monkeypatch.setattr(Pruner, "_meets_budget", lambda self, *args, **kwargs: False)
+    config = PruneConfig(budget="dsp<=0.5x", structure="pattern", steps=2, tolerance=0.1, final_epochs=2,
+                         repair=False, finetune=TrainConfig(epochs=1, lr=1e-3))
+    result = Pruner(config, resource_config(), (64,)).fit(model, splits.train, splits.val, progress=False)
+    assert result.report.final_finetune["kept"], result.report.final_finetune

@@ -325,6 +325,7 @@ class Pruner:
         short fine-tuning is enough to decide, but the model the user takes away deserves a full cosine cycle."""
         cfg = self.config
         before = evaluate(model, val_data).accuracy
+        use_before = self._uses(model, resolved)
         finetune = dataclasses.replace(cfg.finetune, epochs=cfg.final_epochs, restore_best=False,
                                        seed=cfg.finetune.seed + cfg.seed + 20_000)
         trained = fit(model, train_data, val_data, finetune, callbacks=self._finetune_callbacks(model),
@@ -332,9 +333,13 @@ class Pruner:
         if trained.interrupted:  # the accepted model is checkpointed; resume repeats the final fine-tuning
             raise KeyboardInterrupt
         after = evaluate(model, val_data).accuracy
-        in_budget = self._meets_budget(model, resolved)
+        # a run that stopped short of the budget may keep its cycle too, as long as no limit is used more than
+        # before it (under the Latency strategy fine-tuning can move weights onto DSP codes)
+        use_after = self._uses(model, resolved)
+        in_budget = all(use_after[key] <= max(use_before[key], capacity) + 1e-6 for key, capacity in
+                        ((limit.describe(), capacity) for limit, capacity in resolved))
         kept = in_budget and after >= baseline_accuracy - cfg.tolerance
-        reason = "" if kept else ("it left the model over the budget" if not in_budget else
+        reason = "" if kept else ("it raised the resource use over the budget" if not in_budget else
                                   "it ended below the tolerance")
         reporter.log(f"final fine-tuning ({cfg.final_epochs} epochs): val {100 * before:.2f}% → {100 * after:.2f}%"
                      + ("" if kept else f"; discarded: {reason}"))
@@ -358,6 +363,10 @@ class Pruner:
         chosen = choose_orders(model, structures, saliency, keep, seed=cfg.seed)
         return {"orders": chosen.orders, "keep": keep, "kept_before": chosen.kept_before,
                 "kept_after": chosen.kept_after, "swaps": chosen.swaps}
+
+    def _uses(self, model: nn.Module, resolved) -> dict[str, float]:
+        cost = estimate(model, self.input_shape, self.hls, params=self.cost_model.params)
+        return {limit.describe(): _layer_use(cost, limit) for limit, _ in resolved}
 
     def _meets_budget(self, model: nn.Module, resolved, cost: ModelCost | None = None) -> bool:
         cost = cost or estimate(model, self.input_shape, self.hls, params=self.cost_model.params)

@@ -44,8 +44,8 @@ def add_prune_parser(subparsers) -> None:
     parser.add_argument("--recovery-epochs", type=int, default=0,
                         help="extra fine-tuning epochs for a step that misses the tolerance, before rejecting it")
     parser.add_argument("--final-epochs", type=int, default=0,
-                        help="after the last step, fine-tune the final masks this many more epochs (kept only if the "
-                             "model still meets the budget and the tolerance)")
+                        help="after the last step, fine-tune the final masks this many more epochs (discarded if it "
+                             "ends below the tolerance or raises a resource over the budget)")
     parser.add_argument("--no-repair", action="store_true",
                         help="no extra step when fine-tuning left the final model over the budget")
     parser.add_argument("--no-lock-constants", action="store_true",

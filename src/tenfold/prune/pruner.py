@@ -83,8 +83,8 @@ class PruneConfig:
     # reorder hidden channels first (same function) so each multiplier pattern holds weights of like importance;
     # only pattern/block structures at a reuse factor > 1 have an order to gain from
     permute: bool = False
-    # after the last step: this many more epochs on the final masks (a full cosine cycle), kept only if the model
-    # still meets the budget and the tolerance
+    # after the last step: this many more epochs on the final masks (a full cosine cycle), discarded if it ends
+    # below the tolerance or raises a resource over the budget
     final_epochs: int = 0
 
     def __post_init__(self) -> None:
@@ -321,7 +321,7 @@ class Pruner:
 
     def _final_finetune(self, model: nn.Module, resolved, baseline_accuracy: float, train_data, val_data,
                         reporter) -> dict[str, Any]:
-        """Longer fine-tuning of the final masks, judged by nothing but the budget and the tolerance: each step's
+        """Longer fine-tuning of the final masks, checked only against the budget and the tolerance: each step's
         short fine-tuning is enough to decide, but the model the user takes away deserves a full cosine cycle."""
         cfg = self.config
         before = evaluate(model, val_data).accuracy

@@ -85,6 +85,10 @@ def test_orders_never_lose_importance_on_random_saliency():
     assert chosen.orders == choose_orders(model, structures, saliency, keep=0.25, seed=3).orders  # seeded
     with pytest.raises(ConfigError, match="keep"):
         choose_orders(model, structures, saliency, keep=0.0)
+    with pytest.raises(ConfigError, match=r"saliency of 'fc1' has shape \(24, 8\)"):
+        choose_orders(model, structures, saliency | {"fc1": torch.rand(24, 8)}, keep=0.25)
+    with pytest.raises(ConfigError, match="NaN"):
+        choose_orders(model, structures, saliency | {"fc1": torch.full((8, 24), float("nan"))}, keep=0.25)
 
 
 def test_pruner_reorders_before_the_first_step(trained_digits_mlp):

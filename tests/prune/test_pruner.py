@@ -185,10 +185,16 @@ def test_best_epoch_judging_is_allowed_but_warned(trained):
     ("solver", "cplex", r"unknown solver 'cplex'.*exact"),
     ("importance_batches", 0, r"importance_batches must be >= 1"),
     ("time_limit", 0.0, r"time_limit .* must be > 0"),
+    ("final_epochs", -1, r"final_epochs must be >= 0"),
 ])
 def test_bad_config_values_are_named_before_any_training(field, value, message):
     with pytest.raises(ConfigError, match=message):
         PruneConfig(**{field: value})
+
+
+def test_permute_with_a_structure_it_cannot_help_is_refused():
+    with pytest.raises(ConfigError, match="nothing to gain with structure 'neuron'"):
+        PruneConfig(structure="neuron", permute=True)
 
 
 def test_final_fine_tuning_keeps_masks_and_budget(trained):

@@ -94,7 +94,7 @@ class PruneSection:
     solver: str = "auto"
     lock_constants: bool = True  # Latency layers: weights priced without a DSP stay so while fine-tuning
     permute: bool = False  # reorder hidden channels first so multiplier patterns hold weights of like importance
-    final_epochs: int = 0  # after the last step: more fine-tuning of the final masks, kept if in budget and tolerance
+    final_epochs: int = 0  # after the last step: more fine-tuning of the final masks (see PruneConfig)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Reorder hidden channels so the weights one multiplier shares are alike in importance: same function, better pruning.
 
-Under hls4ml's Resource layout a DSP pattern binds weights a fixed stride apart, so whether a pattern can go
-depends on which channels happen to sit at those strides. The order of a hidden layer's channels is arbitrary:
+Under hls4ml's Resource layout a DSP pattern binds weights that sit side by side (for a Dense layer after a
+Flatten: a few channels at one pixel, for one output), so whether a pattern can go depends on which channels
+happen to sit next to each other. The order of a hidden layer's channels is arbitrary:
 permuting a layer's outputs (and its batch norm) and the next layer's inputs the same way computes the same
 function. `choose_orders` picks, per traced chain, the order that lets the most importance survive when each
 layer keeps a given share of its patterns (pairwise-swap hill climbing), the idea behind channel permutations for
@@ -37,7 +38,9 @@ class _LayerView:
     """One layer's saliency, its pattern ids and the current input/output orders; scores a share of patterns."""
 
     def __init__(self, group_of_weight: np.ndarray, saliency: np.ndarray, keep: float) -> None:
-        self.groups = group_of_weight.reshape(saliency.shape)
+        groups = group_of_weight.reshape(saliency.shape)
+        self.valid = groups >= 0  # fixed by position, so computed once for the many scores of the hill climb
+        self.valid_groups = groups[self.valid]
         self.saliency = saliency
         self.n_groups = int(group_of_weight.max()) + 1 if (group_of_weight >= 0).any() else 0
         self.k = max(1, round(keep * self.n_groups)) if self.n_groups else 0
@@ -49,8 +52,7 @@ class _LayerView:
             return 0.0
         s = self.saliency[self.out_order if out_order is None else out_order]
         s = s[:, self.in_columns if in_columns is None else in_columns]
-        valid = self.groups >= 0
-        values = np.bincount(self.groups[valid], weights=s[valid], minlength=self.n_groups)
+        values = np.bincount(self.valid_groups, weights=s[self.valid], minlength=self.n_groups)
         if self.k >= len(values):
             return float(values.sum())
         return float(np.partition(values, len(values) - self.k)[len(values) - self.k:].sum())
@@ -103,10 +105,18 @@ def choose_orders(
     """
     if not 0 < keep <= 1:
         raise ConfigError(f"keep is the share of patterns the budget leaves and must be in (0, 1], got {keep}")
-    views = {layer.name: _LayerView(layer.group_of_weight,
-                                    saliency[layer.name].detach().cpu().double().numpy().reshape(layer.weight_shape),
-                                    keep)
-             for layer in structures.layers if layer.name in saliency}
+    views = {}
+    for layer in structures.layers:
+        if layer.name not in saliency:
+            continue
+        values = saliency[layer.name].detach().cpu().double()
+        if tuple(values.shape) != tuple(layer.weight_shape):
+            raise ConfigError(f"saliency of {layer.name!r} has shape {tuple(values.shape)}, but the layer's weight "
+                              f"has {tuple(layer.weight_shape)}; pass one value per weight")
+        if not torch.isfinite(values).all():
+            raise ConfigError(f"saliency of {layer.name!r} contains NaN or inf; fix the weights or the importance "
+                              "data first")
+        views[layer.name] = _LayerView(layer.group_of_weight, values.numpy(), keep)
     chains = _chains(model, set(views))
     result = Permutation(kept_before=_kept_share(views))
     rng = np.random.default_rng(seed)

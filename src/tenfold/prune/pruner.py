@@ -99,6 +99,9 @@ class PruneConfig:
                                      ("solver", self.solver, SOLVERS)):
             if value not in allowed:
                 raise ConfigError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
+        if self.permute and self.structure not in ("pattern", "block"):
+            raise ConfigError(f"permute reorders channels so multiplier patterns hold like weights; it has nothing to "
+                              f"gain with structure {self.structure!r} (use pattern or block, or drop permute)")
         if self.importance_batches < 1:
             raise ConfigError(f"importance_batches must be >= 1 (minibatches the importance is accumulated over), "
                               f"got {self.importance_batches}")
@@ -231,17 +234,19 @@ class Pruner:
             raise ConfigError(f"no layer can be pruned with structure '{cfg.structure}' ({reasons})")
         state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
         saved = self._load_state(state_path) if (resume and state_path and state_path.exists()) else None
-        permutation = None
-        if cfg.permute and cfg.structure in ("pattern", "block"):
-            permutation = self._permutation(model, structures0, train_data, saved)
-            model = apply_orders(model, permutation["orders"])
-            structures0 = build_structures(model, self.input_shape, self.hls, cfg.structure,
-                                           cost_model=self.cost_model, layers=cfg.layers)
-        # every parameter a step may mask gets a mask now, so accepted/rejected states share one layout
-        apply_masks(model, structure_masks(structures0, np.ones(structures0.n_items), model))
+        # a layer's totals do not depend on its channel order, so the budget resolves the same after reordering
         baseline_cost = structures0.baseline
         baseline_params = {layer.name: layer.n_nonzero for layer in baseline_cost.layers if layer.n_weights}
         resolved = self.budget.resolve(baseline_cost, baseline_params)
+        permutation = None
+        if cfg.permute:
+            permutation = self._permutation(model, structures0, resolved, train_data, saved)
+            model = apply_orders(model, permutation["orders"])
+            structures0 = build_structures(model, self.input_shape, self.hls, cfg.structure,
+                                           cost_model=self.cost_model, layers=cfg.layers)
+            baseline_cost = structures0.baseline
+        # every parameter a step may mask gets a mask now, so accepted/rejected states share one layout
+        apply_masks(model, structure_masks(structures0, np.ones(structures0.n_items), model))
         self._check_feasible(structures0, resolved, baseline_cost)
         baseline_state = copy.deepcopy(model.state_dict())
         reporter = make_reporter(progress)
@@ -346,16 +351,15 @@ class Pruner:
         return {"epochs": cfg.final_epochs, "val_before": before, "val_after": after, "kept": kept,
                 "reason": reason}
 
-    def _permutation(self, model: nn.Module, structures: StructureSet, train_data, saved) -> dict[str, Any]:
+    def _permutation(self, model: nn.Module, structures: StructureSet, resolved, train_data,
+                     saved) -> dict[str, Any]:
         """Channel orders for pattern pruning: the ones a resumed run already chose, or new ones from importance
         at the share of each layer's use the tightest budget limit leaves."""
         if saved is not None:
             return saved["report"].get("permutation") or {"orders": {}}
         cfg = self.config
-        baseline = structures.baseline
-        params = {layer.name: layer.n_nonzero for layer in baseline.layers if layer.n_weights}
-        shares = [capacity / use for limit, capacity in self.budget.resolve(baseline, params)
-                  if (use := _layer_use(baseline, limit)) > 0]
+        shares = [capacity / use for limit, capacity in resolved
+                  if (use := _layer_use(structures.baseline, limit)) > 0]
         keep = min(1.0, max(1e-3, min(shares, default=1.0)))
         names = [layer.name for layer in structures.layers]
         saliency = weight_saliency(model, names, cfg.importance, train_data, batches=cfg.importance_batches,
